@@ -1,0 +1,1 @@
+"""Sequence mixers shared by several models."""

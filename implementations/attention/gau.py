@@ -1,0 +1,185 @@
+"""Gated attention unit (GAU) and mixed chunk attention (Hua et al., 2022, sections 2 and 3).
+
+GAU, for a normalised input X[T, d]:
+    U, V, Z = split(silu(X W_in + b))            U, V: [T, e];  Z: [T, s]
+    Q, K    = Z * gamma_q + beta_q, Z * gamma_k + beta_k
+    A       = relu(Q K^T / n + b_rel)^2           (causal: lower triangle only)
+    O       = (U * (A V)) W_o
+
+Mixed chunk attention (FLASH) splits T into chunks of C tokens and replaces A V with
+    V_quad_g = relu(Q_quad_g K_quad_g^T / C + b_rel)^2 V_g              inside chunk g
+    V_lin_g  = Q_lin_g (sum_{h<g} K_lin_h^T V_h) / ((g) C)              causal: earlier chunks only
+    V_lin_g  = Q_lin_g (sum_h K_lin_h^T V_h) / T                        bidirectional
+Both forms here take tensors [B, T, .]; `dense_*` functions build the full T x T matrix and are
+the plain references that the chunked form is tested against.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..layers.rope import RotaryEmbedding
+
+QUAD_NORMS = ("max_len", "length")
+
+
+class ScaleOffset(nn.Module):
+    """h cheap per-dimension transforms of one shared Z: Z * gamma_i + beta_i."""
+
+    def __init__(self, s: int, heads: int):
+        super().__init__()
+        self.gamma = nn.Parameter(torch.randn(heads, s) * 0.02)
+        self.beta = nn.Parameter(torch.zeros(heads, s))
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = z.unsqueeze(-2) * self.gamma + self.beta  # [..., heads, s]
+        return out.unbind(dim=-2)
+
+
+class RelativePositionBias(nn.Module):
+    """A learned scalar per relative offset j - i in [-(n-1), n-1] (a Toeplitz bias)."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.n = n
+        self.weight = nn.Parameter(torch.zeros(2 * n - 1))
+
+    def forward(self, T: int) -> torch.Tensor:
+        if T > self.n:
+            raise ValueError(f"relative position bias covers {self.n} positions, asked for {T}")
+        idx = torch.arange(T, device=self.weight.device)
+        return self.weight[(idx[None, :] - idx[:, None]) + self.n - 1]  # [T, T]
+
+
+def relu2_scores(q: torch.Tensor, k: torch.Tensor, bias: torch.Tensor | None, norm: float,
+                 causal: bool) -> torch.Tensor:
+    """relu(q k^T / norm + bias)^2, lower triangle kept when causal. q, k: [..., n, s]."""
+    a = torch.matmul(q, k.transpose(-1, -2)) / norm
+    if bias is not None:
+        a = a + bias.to(a.dtype)
+    a = F.relu(a).square()
+    if causal:
+        n = a.shape[-1]
+        a = a.masked_fill(torch.ones(n, n, dtype=torch.bool, device=a.device).triu(1), 0.0)
+    return a
+
+
+def quadratic_attention(q, k, v, bias, norm: float, causal: bool) -> torch.Tensor:
+    """FLASH-Quad's attention A V over the whole sequence. q, k: [B, T, s]; v: [B, T, e]."""
+    return torch.matmul(relu2_scores(q, k, bias, norm, causal), v)
+
+
+def mixed_chunk_attention(q_quad, k_quad, q_lin, k_lin, v, bias: torch.Tensor | None, chunk: int,
+                          causal: bool) -> torch.Tensor:
+    """Chunked form of mixed chunk attention. q_*, k_*: [B, T, s]; v: [B, T, e]; bias: [C, C].
+
+    Any T: the sequence is padded with zeros to a multiple of `chunk`; padded keys carry V = 0 and
+    K_lin = 0, so they add nothing, and their outputs are dropped.
+    """
+    B, T, _ = v.shape
+    C = chunk
+    G = -(-T // C)
+    pad = G * C - T
+    if pad:
+        q_quad, k_quad, q_lin, k_lin, v = (F.pad(t, (0, 0, 0, pad)) for t in (q_quad, k_quad, q_lin, k_lin, v))
+    qq, kq, ql, kl, vv = (t.reshape(B, G, C, t.shape[-1]) for t in (q_quad, k_quad, q_lin, k_lin, v))
+    local = quadratic_attention(qq, kq, vv, bias, float(C), causal)  # [B, G, C, e]
+    kv = torch.matmul(kl.transpose(-1, -2).float(), vv.float())  # [B, G, s, e], float32 state
+    if causal:
+        # exclusive prefix sum over chunks, normalised by the number of tokens summed (g C)
+        kv = F.pad(kv.cumsum(dim=1)[:, :-1], (0, 0, 0, 0, 1, 0))
+        counts = torch.arange(G, device=v.device, dtype=kv.dtype).clamp_min(1) * C
+        kv = kv / counts.view(1, G, 1, 1)
+        glob = torch.matmul(ql.float(), kv)
+    else:
+        glob = torch.matmul(ql.float(), (kv.sum(dim=1, keepdim=True) / T))
+    out = local + glob.to(local.dtype)
+    return out.reshape(B, G * C, -1)[:, :T]
+
+
+def dense_mixed_chunk_matrix(q_quad, k_quad, q_lin, k_lin, bias_fn, chunk: int, causal: bool) -> torch.Tensor:
+    """The reference: the full effective T x T attention matrix of mixed chunk attention.
+
+    bias_fn(i, j) -> relative bias inside a chunk, for index tensors i, j.
+    """
+    B, T, _ = q_quad.shape
+    i = torch.arange(T, device=q_quad.device)[:, None]
+    j = torch.arange(T, device=q_quad.device)[None, :]
+    gi, gj = i // chunk, j // chunk
+    local = F.relu(q_quad @ k_quad.transpose(-1, -2) / chunk + bias_fn(i % chunk, j % chunk)).square()
+    same = gi == gj
+    if causal:
+        same = same & (j <= i)
+    lin = q_lin @ k_lin.transpose(-1, -2)
+    if causal:
+        earlier = gj < gi
+        n_summed = (gi * chunk).clamp_min(1).to(lin.dtype)
+        lin = torch.where(earlier, lin / n_summed, torch.zeros_like(lin))
+    else:
+        lin = lin / T
+    return torch.where(same, local, torch.zeros_like(local)) + lin
+
+
+class GAU(nn.Module):
+    """One gated attention unit (without its residual and norm). attention: 'quad' or 'mixed_chunk'."""
+
+    def __init__(self, d: int, *, expansion: int, s: int, causal: bool, max_len: int, attention: str,
+                 chunk: int = 256, quad_norm: str = "max_len", rope: bool = True, rel_pos_bias: bool = True):
+        super().__init__()
+        if attention not in ("quad", "mixed_chunk"):
+            raise ValueError(f"unknown GAU attention {attention!r}; valid: quad, mixed_chunk")
+        if quad_norm not in QUAD_NORMS:
+            raise ValueError(f"unknown quad_norm {quad_norm!r}; valid: {', '.join(QUAD_NORMS)}")
+        if chunk < 1:
+            raise ValueError(f"chunk size must be >= 1, got {chunk}")
+        self.e, self.s = expansion * d, s
+        self.to_hidden = nn.Linear(d, 2 * self.e + s)
+        self.to_out = nn.Linear(self.e, d)
+        self.scale_offset = ScaleOffset(s, 2 if attention == "quad" else 4)
+        self.rope = RotaryEmbedding(s) if rope else None
+        n_bias = max_len if attention == "quad" else chunk
+        self.rel_pos_bias = RelativePositionBias(n_bias) if rel_pos_bias else None
+        self.attention, self.chunk, self.causal = attention, chunk, causal
+        self.quad_norm, self.max_len = quad_norm, max_len
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.to_out(self.gated_attention(x))
+
+    def qkv(self, x: torch.Tensor):
+        u, v, z = F.silu(self.to_hidden(x)).split([self.e, self.e, self.s], dim=-1)
+        qk = self.scale_offset(z)
+        if self.rope is not None:
+            qk = self.rope(*qk)
+        return u, v, qk
+
+    def gated_attention(self, x: torch.Tensor) -> torch.Tensor:
+        T = x.shape[1]
+        u, v, qk = self.qkv(x)
+        if self.attention == "quad":
+            bias = self.rel_pos_bias(T) if self.rel_pos_bias is not None else None
+            norm = float(self.max_len if self.quad_norm == "max_len" else T)
+            out = quadratic_attention(*qk, v, bias, norm, self.causal)
+        else:
+            bias = self.rel_pos_bias(self.chunk) if self.rel_pos_bias is not None else None
+            out = mixed_chunk_attention(*qk, v, bias, self.chunk, self.causal)
+        return u * out
+
+    def effective_attention(self, x: torch.Tensor) -> torch.Tensor:
+        """The dense T x T attention matrix this layer applies to V (the test reference)."""
+        T = x.shape[1]
+        _, _, qk = self.qkv(x)
+        if self.attention == "quad":
+            bias = self.rel_pos_bias(T) if self.rel_pos_bias is not None else None
+            norm = float(self.max_len if self.quad_norm == "max_len" else T)
+            return relu2_scores(*qk, bias, norm, self.causal)
+        w = self.rel_pos_bias.weight if self.rel_pos_bias is not None else None
+
+        def bias_fn(i, j):
+            return w[j - i + self.chunk - 1] if w is not None else torch.zeros((), dtype=x.dtype, device=x.device)
+
+        return dense_mixed_chunk_matrix(*qk, bias_fn, self.chunk, self.causal)
+
+    def reference_forward(self, x: torch.Tensor) -> torch.Tensor:
+        u, v, _ = self.qkv(x)
+        return self.to_out(u * (self.effective_attention(x) @ v))

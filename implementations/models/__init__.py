@@ -1,0 +1,1 @@
+"""One module per model (or model family). Every module here is imported by the registry."""

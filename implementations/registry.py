@@ -1,0 +1,127 @@
+"""The model registry: one entry per model, discovered from `implementations/models/`.
+
+A new baseline joins by adding one module under `implementations/models/` that calls
+`register_model(ModelSpec(...))` at import time; nothing else needs editing.
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch.nn as nn
+
+from .config import ModelConfig
+
+
+@dataclass(frozen=True)
+class FidelityNote:
+    """One place where a model departs from the paper, or where the paper is unknown here."""
+
+    topic: str
+    paper: str
+    ours: str
+    configurable: str = ""  # the override that changes it, if any
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the suite knows about a model.
+
+    build:   ModelConfig -> nn.Module with forward(tokens[B, T]) -> logits[B, T, vocab].
+    options: every override the model accepts, with its default (the only valid overrides).
+    flops:   (ModelConfig, T) -> dict of forward FLOPs per token by component (see `flops.py`).
+    """
+
+    name: str
+    description: str
+    build: Callable[[ModelConfig], nn.Module]
+    flops: Callable[[ModelConfig, int], dict[str, float]]
+    options: dict[str, Any] = field(default_factory=dict)
+    causal: bool = True
+    bidirectional: bool = True
+    incremental_decoding: bool = False
+    quadratic: bool = True  # attention cost grows with T^2
+    length_multiple: Callable[[ModelConfig], int] | None = None  # None: any T works
+    fidelity: tuple[FidelityNote, ...] = ()
+    family: str = "transformer"  # "transformer" or "gau": how n_layers maps to layers
+    order: int = 100  # position in list_models() (the paper's order for the seven)
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+_DISCOVERED = False
+
+
+def register_model(spec: ModelSpec) -> ModelSpec:
+    if spec.name in _REGISTRY and _REGISTRY[spec.name] is not spec:
+        raise ValueError(f"model {spec.name!r} is registered twice")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def _discover() -> None:
+    global _DISCOVERED
+    if _DISCOVERED:
+        return
+    from . import models
+
+    for info in sorted(pkgutil.iter_modules(models.__path__), key=lambda m: m.name):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{models.__name__}.{info.name}")
+    _DISCOVERED = True
+
+
+def list_models() -> list[str]:
+    """Names of every registered model, in registration order."""
+    _discover()
+    return sorted(_REGISTRY, key=lambda n: (_REGISTRY[n].order, n))
+
+
+def get_spec(name: str) -> ModelSpec:
+    _discover()
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; valid models: {', '.join(list_models())}")
+    return _REGISTRY[name]
+
+
+def make_config(name: str, *, vocab_size: int, d_model: int, n_layers: int, max_len: int,
+                causal: bool = True, **overrides: Any) -> ModelConfig:
+    """Validate the arguments of `build_model` and return the full config."""
+    spec = get_spec(name)
+    unknown = sorted(set(overrides) - set(spec.options))
+    if unknown:
+        valid = ", ".join(sorted(spec.options)) or "(none)"
+        raise ValueError(f"unknown override(s) {unknown} for model {name!r}; valid overrides: {valid}")
+    for key, value in (("vocab_size", vocab_size), ("d_model", d_model), ("n_layers", n_layers),
+                       ("max_len", max_len)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{key} must be a positive int, got {value!r}")
+    if causal and not spec.causal:
+        raise ValueError(f"model {name!r} has no causal mode")
+    if not causal and not spec.bidirectional:
+        raise ValueError(f"model {name!r} has no bidirectional mode")
+    options = {**spec.options, **overrides}
+    return ModelConfig(name=name, vocab_size=vocab_size, d_model=d_model, n_layers=n_layers,
+                       max_len=max_len, causal=causal, options=options)
+
+
+def build_model(name: str, *, vocab_size: int, d_model: int, n_layers: int, max_len: int,
+                causal: bool = True, **overrides: Any) -> nn.Module:
+    """Build a registered model. `n_layers` counts Transformer-block equivalents."""
+    cfg = make_config(name, vocab_size=vocab_size, d_model=d_model, n_layers=n_layers,
+                      max_len=max_len, causal=causal, **overrides)
+    model = get_spec(name).build(cfg)
+    model.config = cfg
+    return model
+
+
+def check_length(name: str, cfg: ModelConfig, T: int) -> None:
+    """Raise ValueError when a model cannot run a sequence of length T."""
+    spec = get_spec(name)
+    if T > cfg.max_len:
+        raise ValueError(f"{name}: context length {T} exceeds max_len {cfg.max_len}")
+    if spec.length_multiple is not None:
+        m = spec.length_multiple(cfg)
+        if T % m:
+            raise ValueError(f"{name}: context length {T} must be a multiple of {m}")
