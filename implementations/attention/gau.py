@@ -85,15 +85,16 @@ def mixed_chunk_attention(q_quad, k_quad, q_lin, k_lin, v, bias: torch.Tensor | 
         q_quad, k_quad, q_lin, k_lin, v = (F.pad(t, (0, 0, 0, pad)) for t in (q_quad, k_quad, q_lin, k_lin, v))
     qq, kq, ql, kl, vv = (t.reshape(B, G, C, t.shape[-1]) for t in (q_quad, k_quad, q_lin, k_lin, v))
     local = quadratic_attention(qq, kq, vv, bias, float(C), causal)  # [B, G, C, e]
-    kv = torch.matmul(kl.transpose(-1, -2).float(), vv.float())  # [B, G, s, e], float32 state
+    acc = torch.promote_types(v.dtype, torch.float32)  # the state is kept in at least float32
+    kv = torch.matmul(kl.transpose(-1, -2).to(acc), vv.to(acc))  # [B, G, s, e]
     if causal:
         # exclusive prefix sum over chunks, normalised by the number of tokens summed (g C)
         kv = F.pad(kv.cumsum(dim=1)[:, :-1], (0, 0, 0, 0, 1, 0))
         counts = torch.arange(G, device=v.device, dtype=kv.dtype).clamp_min(1) * C
         kv = kv / counts.view(1, G, 1, 1)
-        glob = torch.matmul(ql.float(), kv)
+        glob = torch.matmul(ql.to(acc), kv)
     else:
-        glob = torch.matmul(ql.float(), (kv.sum(dim=1, keepdim=True) / T))
+        glob = torch.matmul(ql.to(acc), kv.sum(dim=1, keepdim=True) / T)
     out = local + glob.to(local.dtype)
     return out.reshape(B, G * C, -1)[:, :T]
 

@@ -1,5 +1,7 @@
-"""Token embeddings and learned absolute positions (the vanilla Transformer's position scheme)."""
+"""Token embeddings and sinusoidal absolute positions (the vanilla Transformer's position scheme)."""
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn as nn
@@ -11,13 +13,24 @@ class TokenEmbedding(nn.Embedding):
         nn.init.normal_(self.weight, std=0.02)
 
 
-class LearnedPositions(nn.Module):
-    def __init__(self, max_len: int, d: int):
+class SinusoidalPositions(nn.Module):
+    """x + PE(pos), PE(pos, 2i) = sin(pos / 10000^(2i/d)), PE(pos, 2i+1) = cos(...) (Vaswani et al., 2017).
+
+    Parameter-free, so it costs no parameters at long max_len; scaled by 0.02 to match the
+    embedding's initial scale.
+    """
+
+    def __init__(self, max_len: int, d: int, scale: float = 0.02):
         super().__init__()
-        self.weight = nn.Parameter(torch.randn(max_len, d) * 0.02)
+        pos = torch.arange(max_len, dtype=torch.float64)[:, None]
+        freq = torch.exp(-math.log(10000.0) * torch.arange(0, d, 2, dtype=torch.float64) / d)
+        pe = torch.zeros(max_len, d, dtype=torch.float64)
+        pe[:, 0::2] = torch.sin(pos * freq)
+        pe[:, 1::2] = torch.cos(pos * freq)[:, : d // 2]
+        self.register_buffer("pe", (pe * scale).float(), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         T = x.shape[1]
-        if T > self.weight.shape[0]:
-            raise ValueError(f"sequence length {T} exceeds max_len {self.weight.shape[0]}")
-        return x + self.weight[:T]
+        if T > self.pe.shape[0]:
+            raise ValueError(f"sequence length {T} exceeds max_len {self.pe.shape[0]}")
+        return x + self.pe[:T].to(x.dtype)

@@ -6,7 +6,7 @@ from typing import Iterable
 import torch
 import torch.nn as nn
 
-from .embedding import LearnedPositions, TokenEmbedding
+from .embedding import SinusoidalPositions, TokenEmbedding
 from .norm import make_norm
 
 
@@ -17,7 +17,7 @@ class LanguageModel(nn.Module):
                  absolute_positions: bool = False, norm: str = "layernorm", tie_embeddings: bool = True):
         super().__init__()
         self.embed = TokenEmbedding(vocab_size, d)
-        self.positions = LearnedPositions(max_len, d) if absolute_positions else None
+        self.positions = SinusoidalPositions(max_len, d) if absolute_positions else None
         self.layers = nn.ModuleList(layers)
         self.norm = make_norm(norm, d)
         self.head = nn.Linear(d, vocab_size, bias=False)

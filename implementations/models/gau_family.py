@@ -68,5 +68,5 @@ register_model(ModelSpec(
         FidelityNote("global normaliser", "by the number of tokens summed (as understood here)",
                      "causal: (g) C tokens of the earlier chunks; bidirectional: T"),
         FidelityNote("T not a multiple of C", "pad and mask", "zero-pad; local normaliser stays 1/C"),
-    ), family="gau", quadratic=False, order=6,
+    ), family="gau", quadratic=False, order=6, small_overrides={"chunk": 8},
 ))

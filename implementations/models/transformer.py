@@ -68,7 +68,7 @@ VARIANTS = {
 
 for _order, (_name, _v) in enumerate(VARIANTS.items()):
     notes = COMMON_NOTES + (
-        (FidelityNote("positions", "learned or sinusoidal absolute (not stated here)", "learned absolute, up to max_len"),)
+        (FidelityNote("positions", "absolute positions (learned or sinusoidal: not stated here)", "sinusoidal absolute (parameter-free, so sizes stay matched at any max_len)"),)
         if not _v["rope"] else ()) + (
         (FidelityNote("GLU width", "not stated here", "SwiGLU with hidden 8d/3 rounded up to 64 (2048 at d=768): "
                       "same parameters as the 4d GELU FFN"),) if _v["glu"] else ())

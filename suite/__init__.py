@@ -1,0 +1,1 @@
+"""flash-repro benchmark suite: corpora, tokenizers, training objectives."""

@@ -1,0 +1,37 @@
+"""The results schema: what one run records. Every table on disk follows it.
+
+Layout of a results folder (one per platform and preset): results/<platform>/<preset>/
+    runs/<run_id>.json   one file per finished run: {"schema": SCHEMA, "summary": {...}, "curve": [...]}
+    runs.csv             one row per run (SUMMARY_COLUMNS first), rebuilt from runs/
+    curves.csv           one row per evaluation point (CURVE_COLUMNS), rebuilt from runs/
+    tables/              speedup-at-equal-quality and latency tables (CSV and Markdown)
+    figures/             PNG and SVG figures
+"""
+from __future__ import annotations
+
+SCHEMA = "flash-repro/run/v1"
+
+# status of a run: ok | oom (out of memory) | nan (non-finite loss) | diverged | error
+STATUSES = ("ok", "oom", "nan", "diverged", "error")
+
+SUMMARY_COLUMNS = [
+    # identity
+    "run_id", "schema", "status", "message", "kind",          # kind: "train" (learning curve) or "speed"
+    "model", "objective", "context", "seed", "size", "d_model", "n_layers", "vocab_size", "n_params",
+    # work
+    "batch_size", "tokens_per_step", "steps", "tokens", "train_time_s",
+    # quality (train runs): final held-out loss in nats per token and bits per byte
+    "final_eval_loss", "final_bpb", "final_train_loss",
+    # speed
+    "step_ms_median", "step_ms_p10", "step_ms_p90", "timed_steps", "tokens_per_s", "peak_mem_gib",
+    "train_flops_per_token", "model_tflops", "mfu", "peak_tflops",
+    # how it ran
+    "device", "device_name", "precision", "compile", "attention_kernel", "sdpa_backend", "world_size",
+    # data provenance
+    "corpus", "tokenizer", "data_hash",
+    # software provenance
+    "git_commit", "git_dirty", "torch_version", "python_version", "host", "timestamp", "config_json",
+]
+
+CURVE_COLUMNS = ["run_id", "model", "objective", "context", "seed", "step", "time_s", "tokens",
+                 "train_loss", "eval_loss", "eval_bpb"]

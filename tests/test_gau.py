@@ -1,0 +1,109 @@
+"""GAU and mixed chunk attention: the chunked fast path against the dense T x T reference."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import implementations as impl
+from implementations.attention.gau import (GAU, dense_mixed_chunk_matrix, mixed_chunk_attention,
+                                           quadratic_attention)
+
+torch.set_default_dtype(torch.float64)
+
+
+def inputs(B=2, T=37, s=6, e=5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    qs = [torch.randn(B, T, s, generator=g, requires_grad=True) for _ in range(4)]
+    v = torch.randn(B, T, e, generator=g, requires_grad=True)
+    return qs, v
+
+
+def grads(out, tensors):
+    w = torch.randn_like(out)
+    return torch.autograd.grad((out * w).sum(), tensors), w
+
+
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("T,C", [(32, 8), (37, 8), (37, 16), (5, 8), (64, 64), (50, 1)])
+def test_chunked_equals_dense_reference_outputs_and_gradients(causal, T, C):
+    qs, v = inputs(T=T)
+    bias_w = torch.randn(2 * C - 1, requires_grad=True)
+    idx = torch.arange(C)
+    bias = bias_w[idx[None, :] - idx[:, None] + C - 1]
+    fast = mixed_chunk_attention(*qs, v, bias, C, causal)
+    dense = dense_mixed_chunk_matrix(*qs, lambda i, j: bias_w[j - i + C - 1], C, causal) @ v
+    torch.testing.assert_close(fast, dense, rtol=1e-10, atol=1e-10)
+    w = torch.randn_like(fast)
+    leaves = [*qs, v, bias_w]
+    g_fast = torch.autograd.grad((fast * w).sum(), leaves)
+    g_dense = torch.autograd.grad((dense * w).sum(), leaves)
+    for a, b in zip(g_fast, g_dense):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+def test_one_chunk_equals_quadratic_attention_normalised_by_T():
+    """FLASH with C = T is FLASH-Quad (causal: the global part is empty) when both divide by T."""
+    qs, v = inputs(T=24)
+    bias = torch.randn(24, 24)
+    flash = mixed_chunk_attention(*qs, v, bias, 24, causal=True)
+    quad = quadratic_attention(qs[0], qs[1], v, bias, 24.0, causal=True)
+    torch.testing.assert_close(flash, quad)
+    # bidirectional: the same once the global (linear) part is switched off
+    zero = torch.zeros_like(qs[2])
+    flash = mixed_chunk_attention(qs[0], qs[1], zero, zero, v, bias, 24, causal=False)
+    torch.testing.assert_close(flash, quadratic_attention(qs[0], qs[1], v, bias, 24.0, causal=False))
+
+
+def test_causal_global_part_uses_earlier_chunks_only():
+    qs, v = inputs(T=32)
+    out = mixed_chunk_attention(*qs, v, None, 8, causal=True)
+    v2 = v.detach().clone()
+    v2[:, 16:] += 1.0
+    out2 = mixed_chunk_attention(*qs, v2, None, 8, causal=True)
+    torch.testing.assert_close(out[:, :16], out2[:, :16])
+
+
+@pytest.mark.parametrize("attention,causal", [("quad", True), ("quad", False), ("mixed_chunk", True),
+                                              ("mixed_chunk", False)])
+def test_gau_layer_equals_its_dense_reference(attention, causal):
+    torch.manual_seed(0)
+    layer = GAU(16, expansion=2, s=8, causal=causal, max_len=40, attention=attention, chunk=8)
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+    x = torch.randn(2, 29, 16)
+    fast, ref = layer(x), layer.reference_forward(x)
+    torch.testing.assert_close(fast, ref, rtol=1e-10, atol=1e-10)
+    w = torch.randn_like(fast)
+    params = list(layer.parameters())
+    for a, b in zip(torch.autograd.grad((fast * w).sum(), params), torch.autograd.grad((ref * w).sum(), params)):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+def test_paper_length_normaliser_makes_outputs_depend_on_total_length():
+    """The pitfall the default avoids: with /T, a prefix's outputs change when tokens are appended."""
+    outs = {}
+    for quad_norm in ("length", "max_len"):
+        torch.manual_seed(0)
+        model = impl.build_model("flash_quad", vocab_size=20, d_model=16, n_layers=1, max_len=32,
+                                 quad_norm=quad_norm, s=8).double()
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p) * 0.3)
+        tokens = torch.randint(0, 20, (1, 32))
+        outs[quad_norm] = (model(tokens[:, :16]) - model(tokens)[:, :16]).abs().max().item()
+    assert outs["max_len"] < 1e-10 < outs["length"]
+
+
+def test_flash_accepts_any_length_and_bf16_state_is_finite():
+    model = impl.build_model("flash", vocab_size=50, d_model=32, n_layers=1, max_len=1000, chunk=64).float()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(torch.randint(0, 50, (2, 999)))
+    assert out.shape == (2, 999, 50) and torch.isfinite(out.float()).all()
+
+
+def test_bad_gau_options_are_refused():
+    with pytest.raises(ValueError, match="quad_norm"):
+        impl.build_model("flash_quad", vocab_size=10, d_model=8, n_layers=1, max_len=8, quad_norm="sqrt")
+    with pytest.raises(ValueError, match="chunk size"):
+        impl.build_model("flash", vocab_size=10, d_model=8, n_layers=1, max_len=8, chunk=0)
