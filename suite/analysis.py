@@ -1,0 +1,385 @@
+"""Tables from a results folder: speedup at equal quality, step latency, final quality.
+
+Pure pandas / numpy; no plotting. Inputs are the two tidy tables of `suite.schema`: ``runs``
+(SUMMARY_COLUMNS, one row per run) and ``curves`` (CURVE_COLUMNS, one row per evaluation point).
+
+Speedup at equal quality (the paper's definition): the training time a model needs to reach the
+quality of the baseline, divided into the baseline's training time. Per (objective, context, size,
+seed) the baseline's quality target is its final held-out loss (``final_eval_loss``) and its time is
+its ``train_time_s``; every model's time to that target is read off its learning curve
+(``curves.time_s`` against ``curves.eval_loss``, running minimum, linear interpolation between
+evaluations). Curve times and ``train_time_s`` must be on the same clock (training time, evaluation
+excluded), which is how the runner records them. A model that never reaches the target within its own
+budget gets NaN and ``reached = False``: the table never extrapolates.
+
+Runs are grouped by ``size`` as well as by (objective, context, seed) so that a sweep over model
+sizes never mixes sizes; with one size that column is a constant.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+BASELINES = ("transformer_plus_plus", "transformer")
+
+# The order models appear in, in every table and figure; unknown models follow, alphabetically.
+MODEL_ORDER = ("transformer", "transformer_plus", "transformer_plus_plus", "performer", "combiner",
+               "flash_quad", "flash")
+
+MODEL_LABELS = {
+    "transformer": "Transformer",
+    "transformer_plus": "Transformer+",
+    "transformer_plus_plus": "Transformer++",
+    "performer": "Performer",
+    "combiner": "Combiner",
+    "flash_quad": "FLASH-Quad",
+    "flash": "FLASH",
+}
+
+OBJECTIVE_LABELS = {"clm": "Causal LM", "lm": "Causal LM", "mlm": "Masked LM"}
+
+_GROUP = ["objective", "context", "size"]
+
+
+# ----------------------------------------------------------------------------------------- helpers
+def model_label(name: str) -> str:
+    return MODEL_LABELS.get(name, str(name))
+
+
+def objective_label(name: str) -> str:
+    return OBJECTIVE_LABELS.get(str(name), str(name).upper())
+
+
+def context_label(n) -> str:
+    """512 -> '512', 1024 -> '1K', 8192 -> '8K', 1536 -> '1536'."""
+    try:
+        n = int(n)
+    except (TypeError, ValueError):
+        return str(n)
+    return f"{n // 1024}K" if n >= 1024 and n % 1024 == 0 else str(n)
+
+
+def model_sort_key(name: str) -> tuple[int, str]:
+    return (MODEL_ORDER.index(name), "") if name in MODEL_ORDER else (len(MODEL_ORDER), str(name))
+
+
+def _sort(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Sort by keys (stable), with models and baselines in MODEL_ORDER rather than alphabetically."""
+    if df.empty:
+        return df.reset_index(drop=True)
+    tmp, by = df.copy(), []
+    for k in keys:
+        if k not in tmp.columns:
+            continue
+        if k in ("model", "baseline"):
+            tmp[f"_rank_{k}"] = tmp[k].map(lambda m: model_sort_key(m)[0])
+            by.append(f"_rank_{k}")
+        by.append(k)
+    out = tmp.sort_values(by, kind="stable").drop(columns=[c for c in by if c.startswith("_rank_")])
+    return out.reset_index(drop=True)
+
+
+def _prepare_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """A copy with the grouping columns present and comparable (size '' when unknown)."""
+    runs = runs.copy()
+    for col in ("kind", "status", "model", "objective", "size", "run_id", "device_name"):
+        if col not in runs.columns:
+            runs[col] = np.nan
+    runs["size"] = runs["size"].astype(object).where(runs["size"].notna(), "").astype(str)
+    runs["objective"] = runs["objective"].astype(object).where(runs["objective"].notna(), "").astype(str)
+    for col in ("context", "seed"):
+        if col not in runs.columns:
+            runs[col] = 0
+        runs[col] = pd.to_numeric(runs[col], errors="coerce")
+    return runs
+
+
+def _num(df: pd.DataFrame, col: str) -> pd.Series:
+    if col not in df.columns:
+        return pd.Series(np.nan, index=df.index, dtype=float)
+    return pd.to_numeric(df[col], errors="coerce").astype(float)
+
+
+def _latest(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """One row per key: the latest (by timestamp, else last in the file) when a run was repeated."""
+    if df.empty:
+        return df
+    if "timestamp" in df.columns:
+        df = df.assign(_ts=pd.to_datetime(df["timestamp"], errors="coerce", utc=True))
+        df = df.sort_values("_ts", kind="stable", na_position="first").drop(columns="_ts")
+    return df.drop_duplicates(subset=keys, keep="last")
+
+
+def train_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """Finished training runs (kind == "train", status == "ok"), one per (objective, context, size, seed, model)."""
+    runs = _prepare_runs(runs)
+    ok = runs[(runs["kind"] == "train") & (runs["status"] == "ok")]
+    return _latest(ok, _GROUP + ["seed", "model"])
+
+
+# ---------------------------------------------------------------------------------- time to quality
+def time_to_quality(curve: pd.DataFrame, target_loss: float) -> float:
+    """Training time at which one run's best-so-far held-out loss first reaches ``target_loss``.
+
+    ``curve`` has columns ``time_s`` and ``eval_loss`` (rows without either are ignored). The curve
+    is the running minimum of eval_loss against time; between two evaluations it is interpolated
+    linearly, so the answer lies between the last evaluation above the target and the first one at or
+    below it. If the first evaluation already meets the target, its time is returned. NaN if the
+    target is never reached (or is NaN).
+    """
+    if target_loss is None or not np.isfinite(target_loss) or curve is None or len(curve) == 0:
+        return math.nan
+    c = pd.DataFrame({"t": _num(curve, "time_s"), "l": _num(curve, "eval_loss")})
+    c = c[np.isfinite(c["t"]) & np.isfinite(c["l"])].sort_values("t", kind="stable")
+    if c.empty:
+        return math.nan
+    t = c["t"].to_numpy()
+    best = np.minimum.accumulate(c["l"].to_numpy())
+    hit = np.flatnonzero(best <= target_loss)
+    if hit.size == 0:
+        return math.nan
+    i = int(hit[0])
+    if i == 0:
+        return float(t[0])
+    l0, l1 = best[i - 1], best[i]          # l0 > target >= l1, and l1 < l0 (a new minimum)
+    frac = (l0 - target_loss) / (l0 - l1)
+    return float(t[i - 1] + frac * (t[i] - t[i - 1]))
+
+
+# ------------------------------------------------------------------------------ speedup at equal quality
+SPEEDUP_SEED_COLUMNS = ["objective", "context", "size", "seed", "model", "baseline", "target_loss",
+                        "baseline_time_s", "time_s", "speedup", "reached", "final_bpb", "baseline_final_bpb"]
+
+SPEEDUP_COLUMNS = ["objective", "context", "size", "model", "baseline", "speedup_mean", "speedup_min",
+                   "speedup_max", "n_seeds", "n_reached", "reached_all", "time_s_mean", "baseline_time_s_mean",
+                   "target_loss_mean", "final_bpb_mean", "baseline_final_bpb_mean"]
+
+
+def speedup_per_seed(runs: pd.DataFrame, curves: pd.DataFrame,
+                     baseline: str = "transformer_plus_plus") -> pd.DataFrame:
+    """One row per (objective, context, size, seed, model) where the baseline ran with that seed.
+
+    Columns (SPEEDUP_SEED_COLUMNS): target_loss (the baseline's final eval loss, nats/token),
+    baseline_time_s (its train_time_s), time_s (the model's time to reach target_loss, NaN if never),
+    speedup = baseline_time_s / time_s, reached (bool), final_bpb and baseline_final_bpb.
+    The baseline's own row has time_s = baseline_time_s and speedup 1 by definition.
+    """
+    tr = train_runs(runs)
+    if tr.empty:
+        return pd.DataFrame(columns=SPEEDUP_SEED_COLUMNS)
+    curves = curves if curves is not None else pd.DataFrame(columns=["run_id", "time_s", "eval_loss"])
+    by_run = {rid: g for rid, g in curves.groupby("run_id", sort=False)} if len(curves) else {}
+    rows = []
+    for key, group in tr.groupby(_GROUP + ["seed"], sort=True, dropna=False):
+        base = group[group["model"] == baseline]
+        if base.empty:
+            continue
+        b = base.iloc[0]
+        b_curve = by_run.get(b["run_id"])
+        target = float(_num(base, "final_eval_loss").iloc[0])
+        b_time = float(_num(base, "train_time_s").iloc[0])
+        if not np.isfinite(target) and b_curve is not None:      # fall back to the curve's last point
+            last = b_curve.assign(_t=_num(b_curve, "time_s")).dropna(subset=["eval_loss"]).sort_values("_t")
+            target = float(last["eval_loss"].iloc[-1]) if len(last) else math.nan
+        if not np.isfinite(b_time) and b_curve is not None:
+            b_time = float(_num(b_curve, "time_s").max())
+        if not (np.isfinite(target) and np.isfinite(b_time) and b_time > 0):
+            continue
+        b_bpb = float(_num(base, "final_bpb").iloc[0])
+        for _, r in group.iterrows():
+            if r["model"] == baseline:
+                t = b_time
+            else:
+                t = time_to_quality(by_run.get(r["run_id"]), target)
+            reached = bool(np.isfinite(t))
+            speedup = b_time / t if reached and t > 0 else (math.inf if reached else math.nan)
+            rows.append(dict(zip(_GROUP + ["seed"], key)) | {
+                "model": r["model"], "baseline": baseline, "target_loss": target, "baseline_time_s": b_time,
+                "time_s": t, "speedup": speedup, "reached": reached,
+                "final_bpb": pd.to_numeric(r.get("final_bpb"), errors="coerce"), "baseline_final_bpb": b_bpb})
+    out = pd.DataFrame(rows, columns=SPEEDUP_SEED_COLUMNS)
+    return _sort(out, _GROUP + ["model", "seed"])
+
+
+def speedup_at_equal_quality(runs: pd.DataFrame, curves: pd.DataFrame,
+                             baseline: str = "transformer_plus_plus") -> pd.DataFrame:
+    """Training speedup of every model over ``baseline`` at the baseline's final quality.
+
+    Only runs with kind == "train" and status == "ok" count. Per (objective, context, size, seed):
+    target = the baseline's final_eval_loss, baseline time = its train_time_s, model time = the time
+    its learning curve first reaches the target (`time_to_quality`), speedup = baseline time / model
+    time (NaN, reached False, if never reached). Then aggregated over seeds, one row per
+    (objective, context, size, model), columns SPEEDUP_COLUMNS:
+
+    - speedup_mean, speedup_min, speedup_max: over the seeds where the model reached the target
+      (NaN if it never did);
+    - n_seeds: seeds where both the model and the baseline finished; n_reached: seeds where the
+      target was reached; reached_all: n_reached == n_seeds;
+    - time_s_mean (model's time to target, reached seeds), baseline_time_s_mean, target_loss_mean
+      (nats/token);
+    - final_bpb_mean: the model's own final bits per byte; baseline_final_bpb_mean: the baseline's.
+    The baseline's own row has speedup 1.
+    """
+    per_seed = speedup_per_seed(runs, curves, baseline)
+    if per_seed.empty:
+        return pd.DataFrame(columns=SPEEDUP_COLUMNS)
+    rows = []
+    for key, g in per_seed.groupby(_GROUP + ["model"], sort=False, dropna=False):
+        reached = g[g["reached"]]
+        s = reached["speedup"].astype(float)
+        rows.append(dict(zip(_GROUP + ["model"], key)) | {
+            "baseline": baseline,
+            "speedup_mean": s.mean() if len(s) else math.nan,
+            "speedup_min": s.min() if len(s) else math.nan,
+            "speedup_max": s.max() if len(s) else math.nan,
+            "n_seeds": int(len(g)), "n_reached": int(len(reached)), "reached_all": bool(len(reached) == len(g)),
+            "time_s_mean": reached["time_s"].astype(float).mean() if len(reached) else math.nan,
+            "baseline_time_s_mean": g["baseline_time_s"].astype(float).mean(),
+            "target_loss_mean": g["target_loss"].astype(float).mean(),
+            "final_bpb_mean": g["final_bpb"].astype(float).mean(),
+            "baseline_final_bpb_mean": g["baseline_final_bpb"].astype(float).mean(),
+        })
+    out = pd.DataFrame(rows, columns=SPEEDUP_COLUMNS)
+    return _sort(out, _GROUP + ["model"])
+
+
+def speedup_table(runs: pd.DataFrame, curves: pd.DataFrame,
+                  baselines: tuple[str, ...] = BASELINES) -> pd.DataFrame:
+    """`speedup_at_equal_quality` for each baseline, concatenated (column ``baseline`` tells which).
+    Baselines without finished runs are left out."""
+    parts = [speedup_at_equal_quality(runs, curves, b) for b in baselines]
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return pd.DataFrame(columns=SPEEDUP_COLUMNS)
+    out = pd.concat(parts, ignore_index=True)
+    order = {b: i for i, b in enumerate(baselines)}
+    out = out.assign(_b=out["baseline"].map(order)).sort_values(["_b", "objective", "context", "size"],
+                                                                  kind="stable")
+    return out.drop(columns="_b").reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------------------- latency
+LATENCY_COLUMNS = ["objective", "context", "size", "model", "source", "status", "n_runs", "step_ms_median",
+                   "step_ms_p10", "step_ms_p90", "tokens_per_s", "peak_mem_gib", "mfu", "tokens_per_step",
+                   "precision", "attention_kernel", "device_name"]
+
+
+def latency_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Step latency, throughput, memory and MFU per (objective, context, size, model).
+
+    Source: the speed runs (kind == "speed"); when the folder has none, the training runs' own step
+    timings instead; the ``source`` column says which ("speed" or "train"). Numbers are medians over
+    the runs with status "ok" (peak memory: the maximum). A row whose runs all failed keeps its
+    status ("oom" first, else the most common failure) with NaN numbers, so an OOM stays visible.
+    """
+    runs = _prepare_runs(runs)
+    source = "speed" if (runs["kind"] == "speed").any() else "train"
+    sel = runs[runs["kind"] == source]
+    if sel.empty:
+        return pd.DataFrame(columns=LATENCY_COLUMNS)
+    rows = []
+    for key, g in sel.groupby(_GROUP + ["model"], sort=False, dropna=False):
+        ok = g[g["status"] == "ok"]
+        statuses = g["status"].astype(str)
+        if len(ok):
+            status = "ok"
+        elif (statuses == "oom").any():
+            status = "oom"
+        else:
+            status = statuses.mode().iloc[0] if len(statuses) else "error"
+
+        def med(col):
+            v = _num(ok, col)
+            return float(v.median()) if v.notna().any() else math.nan
+
+        def first(col):
+            if col not in g.columns:
+                return ""
+            v = g[col].dropna().astype(str)
+            v = v[v != ""]
+            return ", ".join(sorted(set(v))) if len(v) else ""
+
+        mem = _num(ok, "peak_mem_gib")
+        rows.append(dict(zip(_GROUP + ["model"], key)) | {
+            "source": source, "status": status, "n_runs": int(len(g)),
+            "step_ms_median": med("step_ms_median"), "step_ms_p10": med("step_ms_p10"),
+            "step_ms_p90": med("step_ms_p90"), "tokens_per_s": med("tokens_per_s"),
+            "peak_mem_gib": float(mem.max()) if mem.notna().any() else math.nan, "mfu": med("mfu"),
+            "tokens_per_step": med("tokens_per_step") if len(ok) else float(_num(g, "tokens_per_step").median()),
+            "precision": first("precision"), "attention_kernel": first("attention_kernel"),
+            "device_name": first("device_name")})
+    out = pd.DataFrame(rows, columns=LATENCY_COLUMNS)
+    return _sort(out, _GROUP + ["model"])
+
+
+# ---------------------------------------------------------------------------------------- quality
+QUALITY_COLUMNS = ["objective", "context", "size", "model", "n_seeds", "final_bpb_mean", "final_bpb_std",
+                   "final_bpb_min", "final_bpb_max", "final_eval_loss_mean", "train_time_s_mean", "steps_mean"]
+
+
+def quality_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Final held-out quality per (objective, context, size, model) over the finished training runs:
+    bits per byte mean, standard deviation (NaN with one seed), min and max over seeds; the mean
+    final eval loss (nats/token), training time and steps."""
+    tr = train_runs(runs)
+    if tr.empty:
+        return pd.DataFrame(columns=QUALITY_COLUMNS)
+    rows = []
+    for key, g in tr.groupby(_GROUP + ["model"], sort=False, dropna=False):
+        bpb = _num(g, "final_bpb")
+        rows.append(dict(zip(_GROUP + ["model"], key)) | {
+            "n_seeds": int(len(g)), "final_bpb_mean": bpb.mean(), "final_bpb_std": bpb.std(),
+            "final_bpb_min": bpb.min(), "final_bpb_max": bpb.max(),
+            "final_eval_loss_mean": _num(g, "final_eval_loss").mean(),
+            "train_time_s_mean": _num(g, "train_time_s").mean(), "steps_mean": _num(g, "steps").mean()})
+    out = pd.DataFrame(rows, columns=QUALITY_COLUMNS)
+    return _sort(out, _GROUP + ["model"])
+
+
+# ---------------------------------------------------------------------------------- markdown
+def _cell(value, floatfmt: str) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        if math.isnan(value):
+            return "-"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        if float(value).is_integer() and abs(value) < 1e15 and floatfmt.endswith("g"):
+            return str(int(value))
+        return format(float(value), floatfmt)
+    try:
+        if pd.isna(value):
+            return "-"
+    except (TypeError, ValueError):
+        pass
+    text = str(value).replace("|", "\\|").replace("\n", " ")
+    return text if text != "" else "-"
+
+
+def markdown_table(df: pd.DataFrame, floatfmt: str = ".3g", index: bool = False) -> str:
+    """A GitHub-flavoured Markdown table (no tabulate): one header row, one separator, one line per
+    row. NaN / None / empty strings render as '-'; floats with ``floatfmt``; numeric columns are
+    right-aligned. ``index=True`` adds the index as the first column(s)."""
+    if index:
+        df = df.reset_index()
+    cols = [str(c) for c in df.columns]
+    numeric = [pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])
+               for c in df.columns]
+    lines = ["| " + " | ".join(c.replace("|", "\\|") for c in cols) + " |",
+             "|" + "|".join("---:" if n else "---" for n in numeric) + "|"]
+    for row in df.itertuples(index=False, name=None):
+        lines.append("| " + " | ".join(_cell(v, floatfmt) for v in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["BASELINES", "MODEL_ORDER", "MODEL_LABELS", "OBJECTIVE_LABELS", "SPEEDUP_COLUMNS",
+           "SPEEDUP_SEED_COLUMNS", "LATENCY_COLUMNS", "QUALITY_COLUMNS", "model_label", "objective_label",
+           "context_label", "model_sort_key", "train_runs", "time_to_quality", "speedup_per_seed",
+           "speedup_at_equal_quality", "speedup_table", "latency_table", "quality_table", "markdown_table"]

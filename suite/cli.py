@@ -1,0 +1,127 @@
+"""The command line of run_all.py."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import implementations as impl
+
+from . import provenance
+from .data import DataError
+from .presets import PRESETS
+from .store import ResultsError, ResultsStore
+from .sweep import UsageError, execute, expand, get_preset
+
+
+def _list(kind):
+    def parse(text: str):
+        items = [t.strip() for t in text.split(",") if t.strip()]
+        try:
+            return [kind(t) for t in items]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}") from None
+    return parse
+
+
+def context_value(text: str) -> int:
+    t = text.strip().lower()
+    scale = 1024 if t.endswith("k") else 1
+    return int(t[:-1] if scale > 1 else t) * scale
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="run_all.py", description="flash-repro: train and time the paper's models, then draw its tables and "
+        "figures. With no arguments: the CPU 'smoke' preset on the built-in Shakespeare corpus.")
+    p.add_argument("--preset", default="smoke", help=f"one of: {', '.join(PRESETS)} (default smoke)")
+    p.add_argument("--models", type=_list(str), help="comma-separated subset, e.g. flash,transformer_plus_plus")
+    p.add_argument("--contexts", type=_list(context_value), help="comma-separated context lengths, e.g. 512,2k")
+    p.add_argument("--objectives", type=_list(str), help="clm (causal LM), mlm (masked LM) or both")
+    p.add_argument("--seeds", type=_list(int), help="comma-separated seeds")
+    p.add_argument("--corpus", help="shakespeare, eltec, pg19, wiki40b, c4 or text:PATH")
+    p.add_argument("--tokenizer", choices=["bytes", "bpe"], help="bytes (default) or a BPE trained on the corpus")
+    p.add_argument("--eltec-path", help="path of eltec_eng.jsonl.gz (default: ../shared/data/eltec-eng/)")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: the preset's)")
+    p.add_argument("--size", choices=list(impl.SIZE_PRESETS), help="model size preset")
+    p.add_argument("--budget", type=float, help="training-time budget per run in seconds (train runs)")
+    p.add_argument("--tokens-per-step", type=int, help="tokens per optimizer step")
+    p.add_argument("--precision", choices=["fp32", "bf16"])
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile the model")
+    p.add_argument("--no-variants", action="store_true", help="leave out the preset's extra variants (compiled, ...)")
+    p.add_argument("--out", help="results folder (default results/<platform>/<preset>)")
+    p.add_argument("--dry-run", action="store_true", help="list the runs and exit")
+    p.add_argument("--list", action="store_true", help="list presets and models and exit")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return _main(args)
+    except (UsageError, DataError, ResultsError) as exc:
+        print(f"run_all.py: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("run_all.py: interrupted; finished runs are saved, run the same command again to resume",
+              file=sys.stderr)
+        return 130
+
+
+def _main(args) -> int:
+    if args.list:
+        for name, p in PRESETS.items():
+            print(f"preset {name}: {p.description}")
+        for name in impl.list_models():
+            print(f"model {name}: {impl.get_spec(name).description}")
+        return 0
+    preset = get_preset(args.preset)
+    overrides = {k: v for k, v in dict(corpus=args.corpus, tokenizer=args.tokenizer, device=args.device,
+                                       size=args.size, budget_s=args.budget, tokens_per_step=args.tokens_per_step,
+                                       precision=args.precision, compile=args.compile).items() if v is not None}
+    runs = expand(preset, models=args.models, contexts=args.contexts, objectives=args.objectives, seeds=args.seeds,
+                  variants=not args.no_variants, **overrides)
+    device = runs[0].device if runs else "cpu"
+    if device.startswith("cuda"):
+        import torch
+        if not torch.cuda.is_available():
+            raise UsageError(f"preset {args.preset!r} runs on {device}, but PyTorch sees no CUDA device; "
+                             "add --device cpu to run it here (slowly)")
+    out = Path(args.out) if args.out else Path(provenance.ROOT) / "results" / provenance.platform_slug(device) / args.preset
+    if args.dry_run:
+        for r in runs:
+            print(r.run_id, r.label(), f"size={r.size} batch={r.batch_size} compile={r.compile}")
+        print(f"{len(runs)} runs -> {out}")
+        return 0
+    store = ResultsStore(out)
+    data_for = None
+    if any(r.kind == "train" for r in runs):
+        from .batches import corpus_batches, tokenized
+        for r in runs:  # load and check the data before any training starts
+            if r.kind == "train":
+                tokenized(r.corpus, r.tokenizer, r.bpe_vocab, args.eltec_path)
+        data_for = lambda cfg: corpus_batches(cfg, args.eltec_path)  # noqa: E731
+    t0 = time.time()
+    print(f"{len(runs)} runs of preset {args.preset!r} -> {out}", file=sys.stderr)
+    counts = execute(runs, store, data_for=data_for, log=lambda m: print(m, file=sys.stderr))
+    rank = int(os.environ.get("RANK", 0))
+    if rank != 0:
+        return 0
+    if int(os.environ.get("WORLD_SIZE", 1)) > 1:
+        import torch.distributed as dist  # wait for the other processes' runs before the report
+        if dist.is_available() and not dist.is_initialized():
+            dist.init_process_group("gloo")
+        dist.barrier()
+    runs_df, curves_df = store.consolidate()
+    from .report import summary_markdown, write_report
+    written = write_report(out, runs_df, curves_df)
+    print(summary_markdown(out))
+    print(f"\n{sum(v for k, v in counts.items() if k != 'skipped')} runs done, {counts.get('skipped', 0)} already "
+          f"finished; {dict((k, v) for k, v in counts.items() if k != 'skipped')} in {time.time() - t0:.0f} s")
+    print(f"results: {out}/runs.csv, {out}/curves.csv")
+    for kind, paths in written.items():
+        for path in paths:
+            print(f"{kind}: {path}")
+    return 0

@@ -1,0 +1,405 @@
+"""The paper's figures, redrawn from a results folder's tables alone.
+
+Every function takes the ``runs`` (and where needed ``curves``) tables of `suite.schema` and an
+output directory, writes ``<stem>.png`` and ``<stem>.svg`` there, and returns the paths it wrote.
+Where the data for a figure is missing (no speed runs, no baseline, no curves) it writes nothing and
+returns ``[]``; it never raises for missing data.
+
+Figures (file stems):
+- ``speedup_vs_context``: training speedup at equal quality vs context length, one line per model,
+  one panel per (objective, baseline); dashed line at 1.0x; a hollow triangle at the bottom edge
+  where a model never reached the baseline's quality.
+- ``quality_vs_time``: held-out bits per byte (or loss) vs training time, one panel per context
+  length, one row per objective; dotted line at Transformer++'s final quality.
+- ``latency_vs_context``: median training-step time vs context length; OOM marked with an x at the
+  top edge.
+- ``memory_vs_context``: peak accelerator memory vs context length; OOM marked the same way.
+
+Colours and markers are fixed per model (MODEL_COLORS / MODEL_MARKERS) so a model looks the same
+in every figure; unknown models get a stable fallback colour. Context lengths sit on a log2 axis
+labelled 512, 1K, 2K, ... The hardware (``device_name`` of the runs) is named in every title.
+Drawing uses matplotlib's Agg canvas on a bare `Figure`, never pyplot, so nothing is displayed
+and no global figure state is kept.
+"""
+from __future__ import annotations
+
+import math
+import zlib
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+from matplotlib.transforms import blended_transform_factory
+
+from .analysis import (BASELINES, _prepare_runs, context_label, latency_table, model_label, model_sort_key,
+                       objective_label, speedup_table, train_runs)
+
+MODEL_COLORS = {
+    "transformer": "#7f7f7f",            # grey
+    "transformer_plus": "#17becf",       # cyan
+    "transformer_plus_plus": "#1f77b4",  # blue
+    "performer": "#9467bd",              # purple
+    "combiner": "#2ca02c",               # green
+    "flash_quad": "#ff7f0e",             # orange
+    "flash": "#d62728",                  # red
+}
+MODEL_MARKERS = {"transformer": "o", "transformer_plus": "s", "transformer_plus_plus": "D", "performer": "^",
+                 "combiner": "v", "flash_quad": "P", "flash": "*"}
+_FALLBACK_COLORS = ("#e377c2", "#8c564b", "#bcbd22", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173")
+_FALLBACK_MARKERS = ("h", "X", "p", "<", ">", "d")
+
+OBJECTIVE_ORDER = ("clm", "lm", "mlm")
+
+_RC = {"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 9,
+       "xtick.labelsize": 8, "ytick.labelsize": 8, "axes.grid": True, "grid.alpha": 0.3,
+       "grid.linewidth": 0.6, "axes.spines.top": False, "axes.spines.right": False,
+       "svg.hashsalt": "flash-repro", "svg.fonttype": "path"}
+
+
+def model_color(name: str) -> str:
+    if name in MODEL_COLORS:
+        return MODEL_COLORS[name]
+    return _FALLBACK_COLORS[zlib.crc32(str(name).encode()) % len(_FALLBACK_COLORS)]
+
+
+def model_marker(name: str) -> str:
+    if name in MODEL_MARKERS:
+        return MODEL_MARKERS[name]
+    return _FALLBACK_MARKERS[zlib.crc32(str(name).encode()) % len(_FALLBACK_MARKERS)]
+
+
+# ------------------------------------------------------------------------------------------ helpers
+def _unique(df: pd.DataFrame, col: str) -> list[str]:
+    if df is None or col not in df.columns:
+        return []
+    v = df[col].dropna().astype(str)
+    return sorted(set(v[v.str.strip() != ""]))
+
+
+def hardware_label(runs: pd.DataFrame) -> str:
+    """'NVIDIA H200' (device_name), several joined with ' + ', else the device kind, else 'unknown hardware'."""
+    names = _unique(runs, "device_name") or [d.upper() for d in _unique(runs, "device")]
+    return " + ".join(names) if names else "unknown hardware"
+
+
+def _subtitle(runs: pd.DataFrame, *, size: str | None = None, extra: list[str] | None = None) -> str:
+    parts = [hardware_label(runs)]
+    prec = _unique(runs, "precision")
+    if prec:
+        parts.append("/".join(prec))
+    if size:
+        parts.append(f"size {size}")
+    tps = pd.to_numeric(runs["tokens_per_step"], errors="coerce").dropna() if "tokens_per_step" in runs else []
+    if len(tps) and tps.nunique() == 1:
+        parts.append(f"{int(tps.iloc[0]):,} tokens/step")
+    return ", ".join(parts + list(extra or []))
+
+
+def _objectives(df: pd.DataFrame) -> list[str]:
+    objs = list(dict.fromkeys(df["objective"].astype(str)))
+    return sorted(objs, key=lambda o: (OBJECTIVE_ORDER.index(o) if o in OBJECTIVE_ORDER else 99, o))
+
+
+def _models(df: pd.DataFrame) -> list[str]:
+    return sorted(set(df["model"].astype(str)), key=model_sort_key)
+
+
+def _main_size(df: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:
+    """Restrict to one model size (the one with most rows) when several are present."""
+    if "size" not in df.columns or df.empty:
+        return df, None
+    sizes = df["size"].astype(str)
+    if sizes.nunique() <= 1:
+        s = sizes.iloc[0]
+        return df, (s or None)
+    main = sizes.value_counts().index[0]
+    return df[sizes == main], main
+
+
+def _context_axis(ax, contexts) -> None:
+    ctx = sorted({int(c) for c in contexts if np.isfinite(c) and c > 0})
+    ax.set_xscale("log", base=2)
+    if ctx:
+        ax.set_xlim(ctx[0] / 2 ** 0.35, ctx[-1] * 2 ** 0.35)
+        ax.xaxis.set_major_locator(FixedLocator(ctx))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: context_label(int(round(x)))))
+    ax.xaxis.set_minor_locator(NullLocator())
+
+
+def _new_figure(nrows: int, ncols: int, panel_w: float = 4.2, panel_h: float = 3.0) -> Figure:
+    fig = Figure(figsize=(max(5.5, panel_w * ncols), panel_h * nrows + 1.3), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    png, svg = out_dir / f"{stem}.png", out_dir / f"{stem}.svg"
+    fig.savefig(png, dpi=150)
+    fig.savefig(svg, metadata={"Date": None})
+    return [png, svg]
+
+
+def _model_handles(models: list[str], *, with_markers: bool = True) -> list[Line2D]:
+    return [Line2D([], [], color=model_color(m), marker=model_marker(m) if with_markers else None,
+                   markersize=6, lw=1.8, label=model_label(m)) for m in models]
+
+
+def _legend(fig: Figure, handles: list) -> None:
+    if handles:
+        fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 5), frameon=False)
+
+
+def _panel_grid(fig: Figure, nrows: int, ncols: int, **kw) -> np.ndarray:
+    axes = fig.subplots(nrows, ncols, squeeze=False, **kw)
+    return axes
+
+
+# ------------------------------------------------------------------------------ 1. speedup vs context
+def plot_speedup(runs: pd.DataFrame, curves: pd.DataFrame, out_dir: Path,
+                 baselines: tuple[str, ...] = BASELINES, table: pd.DataFrame | None = None) -> list[Path]:
+    """Training speedup at equal quality vs context length (`suite.analysis.speedup_table`).
+
+    One panel per (objective row, baseline column), one line per model (the baseline itself is the
+    dashed 1.0x line); error bars span min..max over seeds. Writes speedup_vs_context.{png,svg}."""
+    if runs is None or runs.empty:
+        return []
+    tab = speedup_table(runs, curves, baselines) if table is None else table
+    if tab is None or tab.empty:
+        return []
+    tab, size = _main_size(tab)
+    objs = _objectives(tab)
+    bases = [b for b in baselines if (tab["baseline"] == b).any()]
+    contexts = pd.to_numeric(tab["context"], errors="coerce").tolist()
+    with matplotlib.rc_context(_RC):
+        fig = _new_figure(len(objs), len(bases))
+        axes = _panel_grid(fig, len(objs), len(bases))
+        models_seen, any_unreached = [], False
+        for i, obj in enumerate(objs):
+            for j, base in enumerate(bases):
+                ax = axes[i, j]
+                sub = tab[(tab["objective"].astype(str) == obj) & (tab["baseline"] == base)]
+                ax.axhline(1.0, color="black", ls="--", lw=1.0, zorder=1)
+                ax.text(0.99, 1.0, f"{model_label(base)} = 1.0x", color="black", fontsize=7, ha="right",
+                        va="bottom", transform=blended_transform_factory(ax.transAxes, ax.transData))
+                bottom = blended_transform_factory(ax.transData, ax.transAxes)
+                ymax = 1.0
+                for m in _models(sub):
+                    if m == base:
+                        continue
+                    d = sub[sub["model"] == m].sort_values("context")
+                    x = d["context"].astype(float).to_numpy()
+                    y = d["speedup_mean"].astype(float).to_numpy()
+                    lo = d["speedup_min"].astype(float).to_numpy()
+                    hi = d["speedup_max"].astype(float).to_numpy()
+                    ok = np.isfinite(y)
+                    if ok.any():
+                        yerr = np.vstack([y - lo, hi - y])[:, ok] if (d["n_seeds"] > 1).any() else None
+                        ax.errorbar(x[ok], y[ok], yerr=yerr, color=model_color(m), marker=model_marker(m),
+                                    ms=6, lw=1.8, capsize=2.5, zorder=3)
+                        ymax = max(ymax, float(np.nanmax(np.where(np.isfinite(hi), hi, y)[ok])))
+                    if (~ok).any():
+                        any_unreached = True
+                        ax.plot(x[~ok], np.full((~ok).sum(), 0.03), ls="none", marker="v", ms=7, mfc="none",
+                                mec=model_color(m), mew=1.5, transform=bottom, clip_on=False, zorder=4)
+                    models_seen.append(m)
+                _context_axis(ax, contexts)
+                ax.set_ylim(0, ymax * 1.15)
+                ax.set_title(f"{objective_label(obj)}: speedup over {model_label(base)}")
+                if i == len(objs) - 1:
+                    ax.set_xlabel("Context length (tokens)")
+                if j == 0:
+                    ax.set_ylabel("Training speedup at equal quality (x)")
+        handles = _model_handles(sorted(set(models_seen), key=model_sort_key))
+        if any_unreached:
+            handles.append(Line2D([], [], ls="none", marker="v", mfc="none", mec="black", ms=7,
+                                  label="never reached baseline quality"))
+        _legend(fig, handles)
+        fig.suptitle("Training speedup at equal quality vs context length\n"
+                     + _subtitle(train_runs(runs), size=size))
+        return _save(fig, out_dir, "speedup_vs_context")
+
+
+# -------------------------------------------------------------------------- 2. quality vs training time
+def plot_quality_vs_time(runs: pd.DataFrame, curves: pd.DataFrame, out_dir: Path,
+                         reference: str = "transformer_plus_plus") -> list[Path]:
+    """Held-out bits per byte (eval_bpb; eval loss in nats/token when bpb is missing) vs training
+    time, one panel per context length (columns), one row per objective; every finished training
+    run's curve, one colour per model (seeds share it). A dotted line marks the reference model's
+    final quality (the speedup target). Writes quality_vs_time.{png,svg}."""
+    if runs is None or runs.empty or curves is None or curves.empty:
+        return []
+    tr = train_runs(runs)
+    if tr.empty or "run_id" not in curves.columns:
+        return []
+    tr, size = _main_size(tr)
+    keep = ["run_id", "model", "objective", "context", "seed"]
+    cur = curves.drop(columns=[c for c in keep[1:] if c in curves.columns]).merge(tr[keep], on="run_id")
+    cur["time_s"] = pd.to_numeric(cur.get("time_s"), errors="coerce")
+    bpb = pd.to_numeric(cur["eval_bpb"], errors="coerce") if "eval_bpb" in cur else pd.Series(dtype=float)
+    if bpb.notna().any():
+        metric, final_col, ylabel = "eval_bpb", "final_bpb", "Held-out bits per byte (lower is better)"
+    else:
+        metric, final_col, ylabel = "eval_loss", "final_eval_loss", "Held-out loss (nats/token, lower is better)"
+    cur[metric] = pd.to_numeric(cur[metric], errors="coerce")
+    cur = cur[np.isfinite(cur["time_s"]) & np.isfinite(cur[metric])]
+    if cur.empty:
+        return []
+    objs = _objectives(cur)
+    ctxs = sorted(pd.to_numeric(cur["context"], errors="coerce").dropna().astype(int).unique())
+    with matplotlib.rc_context(_RC):
+        fig = _new_figure(len(objs), len(ctxs), panel_w=3.6, panel_h=2.9)
+        axes = _panel_grid(fig, len(objs), len(ctxs), sharey="row")
+        models_seen, ref_drawn = [], False
+        for i, obj in enumerate(objs):
+            row = cur[cur["objective"].astype(str) == obj]
+            row_lo = float(row[metric].min()) if len(row) else math.nan
+            finals = row.sort_values("time_s").groupby("run_id")[metric].last()
+            # zoom on the interesting region: from the best value to a few times the spread of finals
+            row_hi = float(row[metric].max()) if len(row) else math.nan
+            span = max(float(finals.max()) - row_lo, 0.02 * max(abs(row_lo), 1e-9))
+            top = min(row_hi, row_lo + 4.0 * span)
+            for j, ctx in enumerate(ctxs):
+                ax = axes[i, j]
+                d = row[row["context"].astype(float) == ctx]
+                for m in _models(d):
+                    for rid, g in d[d["model"] == m].groupby("run_id", sort=False):
+                        g = g.sort_values("time_s")
+                        ax.plot(g["time_s"], g[metric], color=model_color(m), lw=1.5, alpha=0.9,
+                                marker=model_marker(m), ms=3.5, markevery=[len(g) - 1])
+                    models_seen.append(m)
+                ref = tr[(tr["model"] == reference) & (tr["objective"].astype(str) == obj)
+                         & (tr["context"].astype(float) == ctx)]
+                ref_val = pd.to_numeric(ref[final_col], errors="coerce").mean() if len(ref) else math.nan
+                if np.isfinite(ref_val):
+                    ax.axhline(ref_val, color=model_color(reference), ls=":", lw=1.2, zorder=1)
+                    ref_drawn = True
+                if np.isfinite(row_lo) and np.isfinite(top) and top > row_lo:
+                    pad = 0.05 * (top - row_lo)
+                    ax.set_ylim(row_lo - pad, top + pad)
+                ax.set_xlim(left=0)
+                ax.set_title(f"{objective_label(obj)}, context {context_label(ctx)}")
+                if i == len(objs) - 1:
+                    ax.set_xlabel("Training time (s)")
+                if j == 0:
+                    ax.set_ylabel(ylabel.replace(" (lower is better)", "\n(lower is better)"))
+        handles = _model_handles(sorted(set(models_seen), key=model_sort_key))
+        if ref_drawn:
+            handles.append(Line2D([], [], color=model_color(reference), ls=":", lw=1.2,
+                                  label=f"{model_label(reference)} final (speedup target)"))
+        _legend(fig, handles)
+        fig.suptitle("Quality vs training time\n" + _subtitle(tr, size=size))
+        return _save(fig, out_dir, "quality_vs_time")
+
+
+# -------------------------------------------------------------------- 3./4. latency and memory vs context
+def _plot_vs_context(runs: pd.DataFrame, out_dir: Path, *, column: str, ylabel: str, title: str,
+                     stem: str, band: tuple[str, str] | None = None) -> list[Path]:
+    if runs is None or runs.empty:
+        return []
+    tab = latency_table(runs)
+    if tab.empty:
+        return []
+    tab, size = _main_size(tab)
+    val = pd.to_numeric(tab[column], errors="coerce")
+    oom = tab["status"].astype(str) == "oom"
+    if not val.notna().any():
+        return []            # nothing measured (OOM alone makes no figure)
+    source = tab["source"].iloc[0]
+    objs = _objectives(tab)
+    contexts = pd.to_numeric(tab["context"], errors="coerce").tolist()
+    sel = _prepare_runs(runs)
+    sel = sel[sel["kind"] == source]
+    with matplotlib.rc_context(_RC):
+        fig = _new_figure(1, len(objs), panel_w=5.0, panel_h=3.4)
+        axes = _panel_grid(fig, 1, len(objs))
+        models_seen, any_oom = [], False
+        for j, obj in enumerate(objs):
+            ax = axes[0, j]
+            sub = tab[tab["objective"].astype(str) == obj]
+            v = pd.to_numeric(sub[column], errors="coerce")
+            finite = v[np.isfinite(v) & (v > 0)]
+            log_y = len(finite) > 1 and finite.max() / finite.min() > 8
+            top = blended_transform_factory(ax.transData, ax.transAxes)
+            oom_stack: dict[float, int] = {}
+            for m in _models(sub):
+                d = sub[sub["model"] == m].sort_values("context")
+                x = d["context"].astype(float).to_numpy()
+                y = pd.to_numeric(d[column], errors="coerce").to_numpy(dtype=float)
+                ok = np.isfinite(y)
+                if ok.any():
+                    ax.plot(x[ok], y[ok], color=model_color(m), marker=model_marker(m), ms=6, lw=1.8, zorder=3)
+                    if band is not None:
+                        lo = pd.to_numeric(d[band[0]], errors="coerce").to_numpy(dtype=float)
+                        hi = pd.to_numeric(d[band[1]], errors="coerce").to_numpy(dtype=float)
+                        if np.isfinite(lo[ok]).all() and np.isfinite(hi[ok]).all() and ok.sum() > 1:
+                            ax.fill_between(x[ok], lo[ok], hi[ok], color=model_color(m), alpha=0.15, lw=0)
+                    models_seen.append(m)
+                is_oom = (d["status"].astype(str) == "oom").to_numpy()
+                for xc in x[is_oom]:
+                    k = oom_stack.get(xc, 0)
+                    oom_stack[xc] = k + 1
+                    ax.plot([xc], [0.95 - 0.06 * k], ls="none", marker="x", ms=7, mew=2, color=model_color(m),
+                            transform=top, clip_on=False, zorder=5)
+                    models_seen.append(m)
+                    any_oom = True
+            for xc in oom_stack:
+                ax.text(xc, 0.99, "OOM", transform=top, ha="center", va="bottom", fontsize=7, fontweight="bold")
+            _context_axis(ax, contexts)
+            if log_y:
+                ax.set_yscale("log")
+                ax.set_ylim(finite.min() / 1.3, finite.max() * (3.0 if oom_stack else 1.5))
+            elif len(finite):
+                ax.set_ylim(0, finite.max() * (1.35 if oom_stack else 1.12))
+            ax.set_title(objective_label(obj) if len(objs) > 1 else f"{objective_label(obj)} training step")
+            ax.set_xlabel("Context length (tokens)")
+            if j == 0:
+                ax.set_ylabel(ylabel)
+        handles = _model_handles(sorted(set(models_seen), key=model_sort_key))
+        if any_oom:
+            handles.append(Line2D([], [], ls="none", marker="x", mew=2, ms=7, color="black",
+                                  label="OOM (out of memory)"))
+        _legend(fig, handles)
+        extra = [] if source == "speed" else ["timings from training runs (no speed runs)"]
+        fig.suptitle(f"{title}\n" + _subtitle(sel, size=size, extra=extra))
+        return _save(fig, out_dir, stem)
+
+
+def plot_latency(runs: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """Median training-step time (forward + backward + optimizer, ms) vs context length, one line per
+    model, band p10..p90; OOM marked with an x at the top edge. Speed runs, else training runs.
+    Writes latency_vs_context.{png,svg}."""
+    return _plot_vs_context(runs, out_dir, column="step_ms_median", ylabel="Training step time (ms, median)",
+                            title="Training step latency vs context length", stem="latency_vs_context",
+                            band=("step_ms_p10", "step_ms_p90"))
+
+
+def plot_memory(runs: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """Peak accelerator memory (GiB) of a training step vs context length; OOM marked with an x at
+    the top edge. Writes memory_vs_context.{png,svg}."""
+    return _plot_vs_context(runs, out_dir, column="peak_mem_gib", ylabel="Peak memory (GiB)",
+                            title="Peak training memory vs context length", stem="memory_vs_context")
+
+
+FIGURES = {"speedup_vs_context": "plot_speedup", "quality_vs_time": "plot_quality_vs_time",
+           "latency_vs_context": "plot_latency", "memory_vs_context": "plot_memory"}
+
+
+def plot_all(runs: pd.DataFrame, curves: pd.DataFrame | None, out_dir: Path) -> list[Path]:
+    """Every figure that the data allows; returns the paths written."""
+    out = []
+    out += plot_speedup(runs, curves, out_dir)
+    out += plot_quality_vs_time(runs, curves, out_dir)
+    out += plot_latency(runs, out_dir)
+    out += plot_memory(runs, out_dir)
+    return out
+
+
+__all__ = ["MODEL_COLORS", "MODEL_MARKERS", "FIGURES", "model_color", "model_marker", "hardware_label",
+           "plot_speedup", "plot_quality_vs_time", "plot_latency", "plot_memory", "plot_all"]

@@ -1,0 +1,47 @@
+"""Sweep presets as plain Python data. A sweep = models x (objective, contexts) groups x seeds.
+
+Every field of `base` is a RunConfig field; flags on the command line narrow or override them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+SEVEN = ["transformer", "transformer_plus", "transformer_plus_plus", "performer", "combiner", "flash_quad", "flash"]
+
+
+@dataclass(frozen=True)
+class Preset:
+    description: str
+    models: list[str]
+    groups: list[tuple[str, list[int]]]  # (objective, context lengths)
+    seeds: list[int] = field(default_factory=lambda: [0])
+    base: dict[str, Any] = field(default_factory=dict)
+    # extra configurations of some models, e.g. compiled or with another attention kernel:
+    # (models, overrides of RunConfig fields)
+    variants: list[tuple[list[str], dict[str, Any]]] = field(default_factory=list)
+
+
+PRESETS: dict[str, Preset] = {
+    "smoke": Preset(
+        description="CPU demonstration: all seven models, tiny size, Shakespeare, causal LM, ~4 minutes on 2 cores",
+        models=SEVEN, groups=[("clm", [64, 256])],
+        base=dict(kind="train", size="tiny", tokens_per_step=2048, budget_s=6.0, lr=3e-3, warmup_steps=10,
+                  evals=4, eval_tokens=16384, corpus="shakespeare", device="cpu", precision="fp32"),
+    ),
+    "gpu-speed": Preset(
+        description="H200 step latency at the paper's ~110M size: 65,536 tokens per step, bf16, vocab 32,768",
+        models=SEVEN,
+        groups=[("clm", [512, 1024, 2048, 4096, 8192, 16384, 32768]), ("mlm", [512, 1024, 2048, 4096, 8192])],
+        base=dict(kind="speed", size="base", tokens_per_step=65536, vocab_size=32768, device="cuda",
+                  precision="bf16", warmup_timing_steps=3, timed_steps=10),
+        variants=[(["transformer_plus_plus", "flash", "flash_quad"], {"compile": True}),
+                  (["transformer_plus_plus"], {"attention_kernel": "materialized"})],
+    ),
+    "gpu-quality": Preset(
+        description="H200 quality at equal training time: ~30M parameters, ELTeC novels, bytes, same budget per model",
+        models=SEVEN, groups=[("clm", [512, 2048, 8192]), ("mlm", [512, 2048])], seeds=[0, 1],
+        base=dict(kind="train", size="quality", tokens_per_step=65536, budget_s=60.0, lr=1e-3, warmup_steps=50,
+                  evals=10, eval_tokens=262144, corpus="eltec", device="cuda", precision="bf16", compile=True),
+    ),
+}

@@ -1,0 +1,73 @@
+"""Where a result came from: code version, software, hardware."""
+from __future__ import annotations
+
+import datetime as _dt
+import functools
+import os
+import platform
+import re
+import socket
+import subprocess
+import sys
+
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@functools.lru_cache(maxsize=1)
+def git_state() -> tuple[str, bool]:
+    """(commit, dirty) of the repository this code runs from; ("unknown", True) outside git."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                                check=True, timeout=10).stdout.strip()
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                                capture_output=True, text=True, check=True, timeout=10).stdout
+        return commit, bool(status.strip())
+    except (OSError, subprocess.SubprocessError):
+        return os.environ.get("FLASH_REPRO_COMMIT", "unknown"), True
+
+
+def device_name(device: str) -> str:
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return torch.cuda.get_device_name(torch.device(device))
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{cpu} ({os.cpu_count()} cores)"
+
+
+def platform_slug(device: str) -> str:
+    """The results sub-folder for a device: 'nvidia-h200', 'cpu-2c', ..."""
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return re.sub(r"[^a-z0-9]+", "-", torch.cuda.get_device_name(torch.device(device)).lower()).strip("-")
+    return f"cpu-{os.cpu_count()}c"
+
+
+def software() -> dict[str, str]:
+    commit, dirty = git_state()
+    return {"git_commit": commit, "git_dirty": dirty, "torch_version": torch.__version__,
+            "python_version": platform.python_version(), "host": socket.gethostname(),
+            "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+
+
+def cuda_details() -> dict[str, str]:
+    if not torch.cuda.is_available():
+        return {}
+    out = {"cuda": str(torch.version.cuda), "cudnn": str(torch.backends.cudnn.version())}
+    try:
+        out["driver"] = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                                       capture_output=True, text=True, timeout=20).stdout.strip().splitlines()[0]
+    except (OSError, subprocess.SubprocessError, IndexError):
+        out["driver"] = "unknown"
+    return out
+
+
+def python_executable() -> str:
+    return sys.executable

@@ -1,0 +1,259 @@
+"""Tables and figures of one results folder, from its runs.csv and curves.csv alone.
+
+    python -m suite.report results/<platform>/<preset> [more folders]   # write, then print the summary
+
+`write_report` writes, inside the folder (layout in `suite.schema`):
+    tables/speedup.csv  tables/speedup.md    speedup at equal quality over Transformer++ and Transformer
+    tables/latency.csv  tables/latency.md    step time, throughput, peak memory, MFU (OOM kept)
+    tables/quality.csv  tables/quality.md    final held-out bits per byte over seeds
+    figures/<stem>.png and .svg              see `suite.figures`
+The CSVs are long (one row per objective, context, size, model[, baseline]); the Markdown files are
+the same numbers pivoted to model x context for reading. A table or figure without data is skipped.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import figures as F
+from .analysis import (BASELINES, context_label, latency_table, markdown_table, model_label, model_sort_key,
+                       objective_label, quality_table, speedup_table)
+from .schema import CURVE_COLUMNS, SUMMARY_COLUMNS
+
+
+# ------------------------------------------------------------------------------------------- loading
+def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
+    try:
+        df = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        df = pd.DataFrame(columns=columns)
+    return df
+
+
+def load_results(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(runs, curves) of a results folder; curves empty when curves.csv is absent."""
+    folder = Path(folder)
+    runs_path = folder / "runs.csv"
+    if not runs_path.exists():
+        raise FileNotFoundError(f"{runs_path} not found: run the sweep first (python run_all.py), "
+                                "or pass runs= and curves= frames")
+    runs = _read_csv(runs_path, SUMMARY_COLUMNS)
+    curves_path = folder / "curves.csv"
+    curves = _read_csv(curves_path, CURVE_COLUMNS) if curves_path.exists() else pd.DataFrame(columns=CURVE_COLUMNS)
+    return runs, curves
+
+
+# ------------------------------------------------------------------------------- markdown pivots
+def _fmt(v: float, digits: int = 3) -> str:
+    """Significant digits, but never scientific notation for ordinary magnitudes."""
+    if v is None or not np.isfinite(v):
+        return "-"
+    if v == 0:
+        return "0"
+    decimals = max(0, digits - 1 - int(math.floor(math.log10(abs(v)))))
+    return f"{v:.{decimals}f}"
+
+
+def _sections(tab: pd.DataFrame, extra: list[str] | None = None):
+    """Yield (heading suffix, sub-frame) per objective (and size / extra keys when several)."""
+    keys = list(extra or []) + ["objective"]
+    multi_size = "size" in tab.columns and tab["size"].astype(str).nunique() > 1
+    if multi_size:
+        keys.append("size")
+    for key, sub in tab.groupby(keys, sort=False, dropna=False):   # tables arrive sorted
+        key = key if isinstance(key, tuple) else (key,)
+        parts = dict(zip(keys, key))
+        label = objective_label(parts["objective"])
+        if multi_size:
+            label += f", size {parts['size']}"
+        yield parts, label, sub
+
+
+def _pivot(sub: pd.DataFrame, cell) -> pd.DataFrame:
+    """Rows: models (paper order); columns: context lengths (1K style); cells from cell(row)."""
+    ctxs = sorted(pd.to_numeric(sub["context"], errors="coerce").dropna().astype(int).unique())
+    models = sorted(set(sub["model"].astype(str)), key=model_sort_key)
+    data = []
+    for m in models:
+        line = {"model": model_label(m)}
+        for c in ctxs:
+            r = sub[(sub["model"] == m) & (pd.to_numeric(sub["context"], errors="coerce") == c)]
+            line[context_label(c)] = cell(r.iloc[0]) if len(r) else "-"
+        data.append(line)
+    return pd.DataFrame(data, columns=["model"] + [context_label(c) for c in ctxs])
+
+
+def _speedup_cell(r: pd.Series) -> str:
+    if int(r["n_reached"]) == 0:
+        return "not reached"
+    text = f"{_fmt(r['speedup_mean'])}x"
+    if int(r["n_seeds"]) > 1 and np.isfinite(r["speedup_min"]):
+        text += f" [{_fmt(r['speedup_min'])}-{_fmt(r['speedup_max'])}]"
+    if not bool(r["reached_all"]):
+        text += f" ({int(r['n_reached'])}/{int(r['n_seeds'])} seeds)"
+    return text
+
+
+def speedup_markdown(tab: pd.DataFrame) -> str:
+    """Speedup at equal quality, one table per (baseline, objective): model x context."""
+    if tab is None or tab.empty:
+        return ""
+    out = []
+    for parts, label, sub in _sections(tab, extra=["baseline"]):
+        base = parts["baseline"]
+        sub = sub[sub["model"] != base]
+        if sub.empty:
+            continue
+        n = int(sub["n_seeds"].max())
+        out.append(f"**{label}: training speedup over {model_label(base)} at equal quality** "
+                   f"(its final held-out loss; {n} seed{'s' if n != 1 else ''}"
+                   f"{', [min-max]' if n > 1 else ''})\n")
+        out.append(markdown_table(_pivot(sub, _speedup_cell)))
+    return "\n".join(out)
+
+
+def latency_markdown(tab: pd.DataFrame) -> str:
+    """Median step time (ms) per model x context, OOM written out; then peak memory if measured."""
+    if tab is None or tab.empty:
+        return ""
+    def step(r):
+        if str(r["status"]) != "ok":
+            return str(r["status"]).upper()
+        return _fmt(r["step_ms_median"], 4)
+    def mem(r):
+        if str(r["status"]) != "ok":
+            return str(r["status"]).upper()
+        return _fmt(r["peak_mem_gib"], 3)
+    source = tab["source"].iloc[0]
+    src = "" if source == "speed" else " (from training runs; no speed runs)"
+    hw = ", ".join(sorted({d for d in tab["device_name"].astype(str) if d and d != "nan"})) or "unknown hardware"
+    tps = pd.to_numeric(tab["tokens_per_step"], errors="coerce").dropna()
+    tps_txt = f", {int(tps.iloc[0]):,} tokens/step" if len(tps) and tps.nunique() == 1 else ""
+    out = []
+    for _, label, sub in _sections(tab):
+        out.append(f"**{label}: median training-step time (ms)** ({hw}{tps_txt}){src}\n")
+        out.append(markdown_table(_pivot(sub, step)))
+        if pd.to_numeric(sub["peak_mem_gib"], errors="coerce").notna().any():
+            out.append(f"**{label}: peak memory (GiB)**\n")
+            out.append(markdown_table(_pivot(sub, mem)))
+    return "\n".join(out)
+
+
+def quality_markdown(tab: pd.DataFrame) -> str:
+    """Final held-out bits per byte per model x context: mean (± standard deviation over seeds)."""
+    if tab is None or tab.empty:
+        return ""
+    def cell(r):
+        text = _fmt(r["final_bpb_mean"], 4)
+        if int(r["n_seeds"]) > 1 and np.isfinite(r["final_bpb_std"]):
+            text += f" ± {_fmt(r['final_bpb_std'], 2)}"
+        return text
+    out = []
+    for _, label, sub in _sections(tab):
+        n = int(sub["n_seeds"].max())
+        out.append(f"**{label}: final held-out bits per byte** (lower is better; mean"
+                   f"{' ± std over ' + str(n) + ' seeds' if n > 1 else ', 1 seed'})\n")
+        out.append(markdown_table(_pivot(sub, cell)))
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------------------------------- report
+def _write_table(tables_dir: Path, name: str, df: pd.DataFrame, md: str, title: str) -> list[Path]:
+    if df is None or df.empty:
+        return []
+    tables_dir.mkdir(parents=True, exist_ok=True)
+    csv, mdp = tables_dir / f"{name}.csv", tables_dir / f"{name}.md"
+    df.to_csv(csv, index=False)
+    mdp.write_text(f"## {title}\n\n{md}")
+    return [csv, mdp]
+
+
+def write_report(folder: Path, runs: pd.DataFrame | None = None,
+                 curves: pd.DataFrame | None = None) -> dict[str, list[Path]]:
+    """Write folder/tables/{speedup,latency,quality}.{csv,md} and folder/figures/*.{png,svg}.
+
+    Reads folder/runs.csv and folder/curves.csv unless the frames are given. Returns
+    {"tables": [...], "figures": [...]}, the paths written. Tables or figures without data are
+    skipped; a figure that fails for another reason is reported as a warning, not raised, so the
+    tables are always written."""
+    folder = Path(folder)
+    if runs is None:
+        runs, file_curves = load_results(folder)
+        curves = file_curves if curves is None else curves
+    if curves is None:
+        path = folder / "curves.csv"
+        curves = _read_csv(path, CURVE_COLUMNS) if path.exists() else pd.DataFrame(columns=CURVE_COLUMNS)
+    tables_dir, figures_dir = folder / "tables", folder / "figures"
+
+    speed = speedup_table(runs, curves, BASELINES)
+    lat = latency_table(runs)
+    qual = quality_table(runs)
+    tables = []
+    tables += _write_table(tables_dir, "speedup", speed, speedup_markdown(speed), "Speedup at equal quality")
+    tables += _write_table(tables_dir, "latency", lat, latency_markdown(lat), "Step latency and memory")
+    tables += _write_table(tables_dir, "quality", qual, quality_markdown(qual), "Final quality")
+
+    figs = []
+    for name, fn in (("speedup_vs_context", lambda: F.plot_speedup(runs, curves, figures_dir, table=speed)),
+                     ("quality_vs_time", lambda: F.plot_quality_vs_time(runs, curves, figures_dir)),
+                     ("latency_vs_context", lambda: F.plot_latency(runs, figures_dir)),
+                     ("memory_vs_context", lambda: F.plot_memory(runs, figures_dir))):
+        try:
+            figs += fn()
+        except Exception as exc:  # a broken figure must not cost the tables
+            warnings.warn(f"figure {name} failed: {exc.__class__.__name__}: {exc}", RuntimeWarning, stacklevel=2)
+    return {"tables": tables, "figures": figs}
+
+
+def summary_markdown(folder: Path, runs: pd.DataFrame | None = None, curves: pd.DataFrame | None = None) -> str:
+    """A short Markdown block (speedup over Transformer++ and step latency) for printing and the README."""
+    folder = Path(folder)
+    if runs is None:
+        runs, file_curves = load_results(folder)
+        curves = file_curves if curves is None else curves
+    if curves is None:
+        curves = pd.DataFrame(columns=CURVE_COLUMNS)
+    n = len(runs)
+    statuses = runs["status"].astype(str).value_counts().to_dict() if n and "status" in runs else {}
+    hw = F.hardware_label(runs) if n else "no runs"
+    lines = [f"### Results: `{folder.as_posix()}`", "",
+             f"{n} runs on {hw} (" + ", ".join(f"{v} {k}" for k, v in statuses.items()) + ")." if n
+             else "No runs recorded yet.", ""]
+    speed = speedup_table(runs, curves, BASELINES[:1])
+    lat = latency_table(runs)
+    if len(speed):
+        lines += [speedup_markdown(speed)]
+    else:
+        lines += ["No speedup table: it needs finished training runs of the baseline (Transformer++).", ""]
+    if len(lat):
+        lines += [latency_markdown(lat)]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    folders = [Path(a) for a in (sys.argv[1:] if argv is None else argv)]
+    if not folders:
+        folders = sorted(p.parent for p in Path("results").rglob("runs.csv"))
+    if not folders:
+        print("no results folders (results/**/runs.csv); run python run_all.py first", file=sys.stderr)
+        return 1
+    for folder in folders:
+        written = write_report(folder)
+        print(summary_markdown(folder))
+        for kind, paths in written.items():
+            print(f"{kind}: {len(paths)} files under {folder / kind}")
+        print()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
+
+__all__ = ["load_results", "write_report", "summary_markdown", "speedup_markdown", "latency_markdown",
+           "quality_markdown", "main"]

@@ -1,0 +1,92 @@
+"""One run of the sweep, as a plain, hashable configuration."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from implementations import SIZE_PRESETS
+
+OBJECTIVES = ("clm", "mlm")  # causal language modelling, masked language modelling
+KINDS = ("train", "speed")   # train: learning curve on real data; speed: step timing on random tokens
+PRECISIONS = ("fp32", "bf16")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    model: str
+    context: int
+    objective: str = "clm"
+    seed: int = 0
+    kind: str = "train"
+    size: str = "tiny"
+    tokens_per_step: int = 4096
+    # training (kind == "train")
+    corpus: str = "shakespeare"
+    tokenizer: str = "bytes"
+    bpe_vocab: int = 4096
+    budget_s: float = 10.0          # training-time budget (evaluation excluded)
+    max_steps: int = 100_000
+    lr: float = 3e-3
+    warmup_steps: int = 20
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    evals: int = 8                  # evaluations spread evenly over the budget, plus one at the end
+    eval_tokens: int = 32768        # held-out tokens per evaluation
+    # timing (kind == "speed"; train runs time their own steps)
+    vocab_size: int = 32768         # speed runs use random tokens over this vocabulary
+    warmup_timing_steps: int = 3
+    timed_steps: int = 10
+    # how it runs
+    device: str = "cpu"
+    precision: str = "fp32"
+    compile: bool = False
+    attention_kernel: str | None = None   # softmax models: "sdpa" or "materialized"
+    sdpa_backend: str | None = None       # None: PyTorch's choice; or cudnn, flash, efficient, math
+    overrides: tuple[tuple[str, Any], ...] = field(default_factory=tuple)  # extra model overrides
+
+    def __post_init__(self):
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"unknown objective {self.objective!r}; valid: {', '.join(OBJECTIVES)}")
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown run kind {self.kind!r}; valid: {', '.join(KINDS)}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}; valid: {', '.join(PRECISIONS)}")
+        if self.size not in SIZE_PRESETS:
+            raise ValueError(f"unknown size {self.size!r}; valid: {', '.join(SIZE_PRESETS)}")
+        if self.context < 1 or self.tokens_per_step < self.context:
+            raise ValueError(f"context {self.context} must be >= 1 and at most tokens_per_step {self.tokens_per_step}")
+
+    @property
+    def batch_size(self) -> int:
+        return self.tokens_per_step // self.context
+
+    @property
+    def d_model(self) -> int:
+        return SIZE_PRESETS[self.size]["d_model"]
+
+    @property
+    def n_layers(self) -> int:
+        return SIZE_PRESETS[self.size]["n_layers"]
+
+    def model_overrides(self) -> dict[str, Any]:
+        out = dict(self.overrides)
+        if self.attention_kernel is not None:
+            out["attention_kernel"] = self.attention_kernel
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["overrides"] = [list(kv) for kv in self.overrides]
+        return d
+
+    @property
+    def run_id(self) -> str:
+        """Content hash of everything that defines the run (not of where or when it ran)."""
+        blob = json.dumps(self.as_dict(), sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def label(self) -> str:
+        return f"{self.kind}:{self.model}:{self.objective}:T={self.context}:seed={self.seed}"

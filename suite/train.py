@@ -1,0 +1,246 @@
+"""Executing one run: build the model, train it (learning curve) or time it (speed), summarise.
+
+Every outcome is a result: out-of-memory, a non-finite loss or divergence end the run and are
+recorded with their status, never raised to the sweep.
+"""
+from __future__ import annotations
+
+import gc
+import json
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+import implementations as impl
+from implementations.flops import train_flops_per_token
+
+from . import provenance
+from .hardware import peak_tflops
+from .objectives import IGNORE_INDEX as IGNORE
+from .objectives import loss_fn
+from .runs import RunConfig
+from .timing import is_oom, kernels_that_ran, sdpa_context, summarise, synchronize, time_steps
+
+
+@dataclass
+class Batches:
+    """What a run draws its tokens from. `sample(generator) -> (inputs, targets)` on the CPU."""
+
+    sample: Any
+    evaluate: Any = None          # () -> list of (inputs, targets) for held-out evaluation
+    vocab_size: int = 0
+    bytes_per_token: float = 1.0
+    corpus: str = "random"
+    tokenizer: str = "none"
+    data_hash: str = ""
+
+
+def random_batches(cfg: RunConfig) -> Batches:
+    """Random tokens: speed runs (time does not depend on the data); MLM masks 15% of positions."""
+    V, B, T = cfg.vocab_size, cfg.batch_size, cfg.context
+
+    def sample(gen: torch.Generator):
+        x = torch.randint(0, V, (B, T + 1), generator=gen)
+        if cfg.objective == "clm":
+            return x[:, :-1], x[:, 1:]
+        targets = torch.where(torch.rand(B, T, generator=gen) < 0.15, x[:, :-1], IGNORE)
+        return x[:, :-1], targets
+
+    return Batches(sample=sample, vocab_size=V)
+
+
+def build(cfg: RunConfig, vocab_size: int, device: torch.device) -> torch.nn.Module:
+    torch.manual_seed(cfg.seed)
+    model = impl.build_model(cfg.model, vocab_size=vocab_size, d_model=cfg.d_model, n_layers=cfg.n_layers,
+                             max_len=cfg.context, causal=cfg.objective == "clm", **cfg.model_overrides())
+    impl.check_length(cfg.model, model.config, cfg.context)
+    return model.to(device)
+
+
+def make_optimizer(model: torch.nn.Module, cfg: RunConfig, device: torch.device) -> torch.optim.Optimizer:
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    other = [p for p in model.parameters() if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": other, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98), fused=device.type == "cuda")
+
+
+def lr_factor(cfg: RunConfig, step: int, progress: float) -> float:
+    """Linear warm-up, then cosine decay to 10% over the run's progress (by steps or by time)."""
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+class Step:
+    """One training step (forward, backward, clip, AdamW); returns the loss tensor."""
+
+    def __init__(self, model, cfg: RunConfig, device: torch.device):
+        self.model = torch.compile(model) if cfg.compile else model
+        self.raw_model = model
+        self.opt = make_optimizer(model, cfg, device)
+        self.cfg, self.device = cfg, device
+        self.amp = cfg.precision == "bf16"
+
+    def __call__(self, inputs: torch.Tensor, targets: torch.Tensor, lr_scale: float = 1.0) -> torch.Tensor:
+        for group in self.opt.param_groups:
+            group["lr"] = self.cfg.lr * lr_scale
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp), \
+                sdpa_context(self.cfg.sdpa_backend):
+            loss = loss_fn(self.model(inputs), targets)
+        loss.backward()
+        if self.cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.raw_model.parameters(), self.cfg.grad_clip)
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        return loss.detach()
+
+    @torch.no_grad()
+    def evaluate(self, batches) -> float:
+        self.model.eval()
+        total, count = 0.0, 0
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp), \
+                sdpa_context(self.cfg.sdpa_backend):
+            for inputs, targets in batches:
+                inputs, targets = inputs.to(self.device), targets.to(self.device)
+                n = int((targets != IGNORE).sum())
+                total += float(loss_fn(self.model(inputs), targets)) * n
+                count += n
+        self.model.train()
+        return total / max(count, 1)
+
+
+def base_summary(cfg: RunConfig, device: torch.device, data: Batches) -> dict[str, Any]:
+    name = provenance.device_name(str(device))
+    peak, _ = peak_tflops(name)
+    cfg_model = impl.make_config(cfg.model, vocab_size=data.vocab_size, d_model=cfg.d_model,
+                                 n_layers=cfg.n_layers, max_len=cfg.context, causal=cfg.objective == "clm",
+                                 **cfg.model_overrides())
+    return {
+        "run_id": cfg.run_id, "status": "ok", "message": "", "kind": cfg.kind, "model": cfg.model,
+        "objective": cfg.objective, "context": cfg.context, "seed": cfg.seed, "size": cfg.size,
+        "d_model": cfg.d_model, "n_layers": cfg.n_layers, "vocab_size": data.vocab_size,
+        "batch_size": cfg.batch_size, "tokens_per_step": cfg.batch_size * cfg.context,
+        "train_flops_per_token": train_flops_per_token(cfg.model, cfg_model, cfg.context), "peak_tflops": peak,
+        "device": str(device), "device_name": name, "precision": cfg.precision, "compile": cfg.compile,
+        "attention_kernel": cfg_model.options.get("attention_kernel", "n/a"),
+        "sdpa_backend": cfg.sdpa_backend or "default", "world_size": 1,
+        "corpus": data.corpus, "tokenizer": data.tokenizer, "data_hash": data.data_hash,
+        **provenance.software(), "config_json": json.dumps(cfg.as_dict(), sort_keys=True),
+    }
+
+
+def speed_numbers(summary: dict[str, Any], ms: list[float], device: torch.device) -> dict[str, Any]:
+    out = summarise(ms)
+    tokens = summary["tokens_per_step"]
+    out["timed_steps"] = len(ms)
+    out["tokens_per_s"] = tokens / (out["step_ms_median"] / 1e3) if ms else float("nan")
+    out["model_tflops"] = summary["train_flops_per_token"] * out["tokens_per_s"] / 1e12
+    out["mfu"] = out["model_tflops"] / summary["peak_tflops"] if summary["peak_tflops"] == summary["peak_tflops"] else float("nan")
+    if device.type == "cuda":
+        out["peak_mem_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+    return out
+
+
+def run(cfg: RunConfig, data: Batches | None = None, *, progress=None) -> tuple[dict[str, Any], list[dict]]:
+    """Execute one run; returns (summary row, learning curve rows)."""
+    device = torch.device(cfg.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda asked for, but PyTorch sees no CUDA device")
+    data = data if data is not None else random_batches(cfg)
+    summary = base_summary(cfg, device, data)
+    curve: list[dict] = []
+    step = None
+    try:
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        model = build(cfg, data.vocab_size, device)
+        summary["n_params"] = sum(p.numel() for p in model.parameters())
+        step = Step(model, cfg, device)
+        gen = torch.Generator().manual_seed(cfg.seed + 1)
+        if cfg.kind == "speed":
+            inputs, targets = (t.to(device) for t in data.sample(gen))
+            ms = time_steps(lambda: step(inputs, targets), device, warmup=cfg.warmup_timing_steps,
+                            steps=cfg.timed_steps)
+            summary.update(speed_numbers(summary, ms, device))
+            summary["steps"] = cfg.warmup_timing_steps + cfg.timed_steps
+            with sdpa_context(cfg.sdpa_backend):
+                summary["sdpa_backend_seen"] = kernels_that_ran(lambda: step(inputs, targets), device)
+        else:
+            result, ms = train(cfg, step, data, gen, device, curve, progress)
+            summary.update(speed_numbers(summary, ms, device))
+            summary.update(result)
+    except Exception as exc:  # every failure is a result row
+        summary["status"] = "oom" if is_oom(exc) else "error"
+        summary["message"] = f"{exc.__class__.__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+    finally:
+        step = None
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    return summary, curve
+
+
+def train(cfg: RunConfig, step: Step, data: Batches, gen: torch.Generator, device: torch.device,
+          curve: list[dict], progress=None) -> tuple[dict[str, Any], list[float]]:
+    """Train for cfg.budget_s seconds of training time (evaluation excluded) or cfg.max_steps.
+
+    Returns the summary fields and the step times (ms) after warm-up.
+    """
+    eval_batches = data.evaluate()
+    if cfg.compile:  # compile outside the clock: one forward and backward, no update
+        inputs, targets = (t.to(device) for t in data.sample(torch.Generator().manual_seed(cfg.seed + 99)))
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=step.amp):
+            loss_fn(step.model(inputs), targets).backward()
+        step.opt.zero_grad(set_to_none=True)
+        step.evaluate(eval_batches[:1])
+    eval_points = [cfg.budget_s * (i + 1) / cfg.evals for i in range(cfg.evals)]
+    ms: list[float] = []
+    out: dict[str, Any] = {"status": "ok"}
+    train_time, n, loss_value, initial = 0.0, 0, float("nan"), None
+    ln_vocab = math.log(data.vocab_size)
+
+    def record(loss_now: float):
+        eval_loss = step.evaluate(eval_batches)
+        curve.append({"run_id": cfg.run_id, "model": cfg.model, "objective": cfg.objective, "context": cfg.context,
+                      "seed": cfg.seed, "step": n, "time_s": train_time, "tokens": n * cfg.batch_size * cfg.context,
+                      "train_loss": loss_now, "eval_loss": eval_loss,
+                      "eval_bpb": eval_loss / math.log(2) / data.bytes_per_token})
+        return eval_loss
+
+    while n < cfg.max_steps and train_time < cfg.budget_s:
+        inputs, targets = (t.to(device, non_blocking=True) for t in data.sample(gen))
+        synchronize(device)
+        t0 = time.perf_counter()
+        loss = step(inputs, targets, lr_factor(cfg, n, max(n / cfg.max_steps, train_time / cfg.budget_s)))
+        loss_value = float(loss)  # synchronises
+        dt = time.perf_counter() - t0
+        train_time += dt
+        ms.append(dt * 1e3)
+        n += 1
+        if progress is not None:
+            progress.set_postfix_str(f"{cfg.model} T={cfg.context} step {n} loss {loss_value:.3f}", refresh=False)
+        if initial is None:
+            initial = loss_value
+        if not math.isfinite(loss_value):
+            out.update(status="nan", message=f"non-finite training loss at step {n}")
+            break
+        if n > cfg.warmup_steps and loss_value > max(2 * ln_vocab, initial + 2.0):
+            out.update(status="diverged", message=f"training loss {loss_value:.2f} at step {n} (started at {initial:.2f})")
+            break
+        if eval_points and train_time >= eval_points[0]:
+            while eval_points and train_time >= eval_points[0]:
+                eval_points.pop(0)
+            record(loss_value)
+    if out["status"] == "ok" and (not curve or curve[-1]["step"] != n):
+        record(loss_value)
+    final_eval = curve[-1]["eval_loss"] if curve else float("nan")
+    if out["status"] == "ok" and not math.isfinite(final_eval):
+        out.update(status="nan", message="non-finite evaluation loss")
+    out.update({"steps": n, "tokens": n * cfg.batch_size * cfg.context, "train_time_s": train_time,
+                "final_train_loss": loss_value, "final_eval_loss": final_eval,
+                "final_bpb": final_eval / math.log(2) / data.bytes_per_token})
+    skip = min(cfg.warmup_steps, 5, max(0, len(ms) - 1))  # the first steps carry one-off costs
+    return out, ms[skip:]
