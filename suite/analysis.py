@@ -164,7 +164,8 @@ def speedup_per_seed(runs: pd.DataFrame, curves: pd.DataFrame,
     Columns (SPEEDUP_SEED_COLUMNS): target_loss (the baseline's final eval loss, nats/token),
     baseline_time_s (its train_time_s), time_s (the model's time to reach target_loss, NaN if never),
     speedup = baseline_time_s / time_s, reached (bool), final_bpb and baseline_final_bpb.
-    The baseline's own row has time_s = baseline_time_s and speedup 1 by definition.
+    The baseline's own row has time_s = baseline_time_s and speedup 1 by definition. A model run
+    without a learning curve in ``curves`` has no row (its time to quality is unknown).
     """
     tr = train_runs(runs)
     if tr.empty:
@@ -191,8 +192,10 @@ def speedup_per_seed(runs: pd.DataFrame, curves: pd.DataFrame,
         for _, r in group.iterrows():
             if r["model"] == baseline:
                 t = b_time
+            elif r["run_id"] not in by_run:
+                continue            # no learning curve recorded: unknown, not "never reached"
             else:
-                t = time_to_quality(by_run.get(r["run_id"]), target)
+                t = time_to_quality(by_run[r["run_id"]], target)
             reached = bool(np.isfinite(t))
             speedup = b_time / t if reached and t > 0 else (math.inf if reached else math.nan)
             rows.append(dict(zip(_GROUP + ["seed"], key)) | {

@@ -51,6 +51,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=["fp32", "bf16"])
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile the model")
     p.add_argument("--no-variants", action="store_true", help="leave out the preset's extra variants (compiled, ...)")
+    p.add_argument("--peers", action="store_true", help="also measure the preset's external reference "
+                   "implementations (Hugging Face Llama, flash-pytorch); or name them in --models as peer:NAME")
+    p.add_argument("--sdpa-backend", choices=["cudnn", "flash", "efficient", "math"],
+                   help="force one PyTorch SDPA backend (default: PyTorch's choice)")
     p.add_argument("--out", help="results folder (default results/<platform>/<preset>)")
     p.add_argument("--dry-run", action="store_true", help="list the runs and exit")
     p.add_argument("--list", action="store_true", help="list presets and models and exit")
@@ -80,9 +84,10 @@ def _main(args) -> int:
     preset = get_preset(args.preset)
     overrides = {k: v for k, v in dict(corpus=args.corpus, tokenizer=args.tokenizer, device=args.device,
                                        size=args.size, budget_s=args.budget, tokens_per_step=args.tokens_per_step,
-                                       precision=args.precision, compile=args.compile).items() if v is not None}
+                                       precision=args.precision, compile=args.compile,
+                                       sdpa_backend=args.sdpa_backend).items() if v is not None}
     runs = expand(preset, models=args.models, contexts=args.contexts, objectives=args.objectives, seeds=args.seeds,
-                  variants=not args.no_variants, **overrides)
+                  variants=not args.no_variants, with_peers=args.peers, **overrides)
     device = runs[0].device if runs else "cpu"
     if device.startswith("cuda"):
         import torch

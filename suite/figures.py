@@ -58,7 +58,7 @@ OBJECTIVE_ORDER = ("clm", "lm", "mlm")
 _RC = {"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 9,
        "xtick.labelsize": 8, "ytick.labelsize": 8, "axes.grid": True, "grid.alpha": 0.3,
        "grid.linewidth": 0.6, "axes.spines.top": False, "axes.spines.right": False,
-       "svg.hashsalt": "flash-repro", "svg.fonttype": "path"}
+       "svg.hashsalt": "flash-repro"}
 
 
 def model_color(name: str) -> str:
@@ -141,8 +141,8 @@ def _save(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     png, svg = out_dir / f"{stem}.png", out_dir / f"{stem}.svg"
-    fig.savefig(png, dpi=150)
-    fig.savefig(svg, metadata={"Date": None})
+    fig.savefig(png, dpi=150, bbox_inches="tight", pad_inches=0.08)
+    fig.savefig(svg, bbox_inches="tight", pad_inches=0.08, metadata={"Date": None})
     return [png, svg]
 
 
@@ -153,7 +153,8 @@ def _model_handles(models: list[str], *, with_markers: bool = True) -> list[Line
 
 def _legend(fig: Figure, handles: list) -> None:
     if handles:
-        fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 5), frameon=False)
+        per_row = max(2, int(fig.get_figwidth() / 1.9))
+        fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), per_row), frameon=False)
 
 
 def _panel_grid(fig: Figure, nrows: int, ncols: int, **kw) -> np.ndarray:
@@ -345,18 +346,18 @@ def _plot_vs_context(runs: pd.DataFrame, out_dir: Path, *, column: str, ylabel: 
                 for xc in x[is_oom]:
                     k = oom_stack.get(xc, 0)
                     oom_stack[xc] = k + 1
-                    ax.plot([xc], [0.95 - 0.06 * k], ls="none", marker="x", ms=7, mew=2, color=model_color(m),
+                    ax.plot([xc], [0.90 - 0.06 * k], ls="none", marker="x", ms=7, mew=2, color=model_color(m),
                             transform=top, clip_on=False, zorder=5)
                     models_seen.append(m)
                     any_oom = True
             for xc in oom_stack:
-                ax.text(xc, 0.99, "OOM", transform=top, ha="center", va="bottom", fontsize=7, fontweight="bold")
+                ax.text(xc, 0.94, "OOM", transform=top, ha="center", va="bottom", fontsize=7, fontweight="bold")
             _context_axis(ax, contexts)
             if log_y:
                 ax.set_yscale("log")
-                ax.set_ylim(finite.min() / 1.3, finite.max() * (3.0 if oom_stack else 1.5))
+                ax.set_ylim(finite.min() / 1.3, finite.max() * (4.0 if oom_stack else 1.5))
             elif len(finite):
-                ax.set_ylim(0, finite.max() * (1.35 if oom_stack else 1.12))
+                ax.set_ylim(0, finite.max() * (1.45 if oom_stack else 1.12))
             ax.set_title(objective_label(obj) if len(objs) > 1 else f"{objective_label(obj)} training step")
             ax.set_xlabel("Context length (tokens)")
             if j == 0:

@@ -20,6 +20,8 @@ class Preset:
     # extra configurations of some models, e.g. compiled or with another attention kernel:
     # (models, overrides of RunConfig fields)
     variants: list[tuple[list[str], dict[str, Any]]] = field(default_factory=list)
+    # external reference implementations (suite/peers.py), causal LM only: (peer names, RunConfig overrides)
+    peers: list[tuple[list[str], dict[str, Any]]] = field(default_factory=list)
 
 
 PRESETS: dict[str, Preset] = {
@@ -37,6 +39,8 @@ PRESETS: dict[str, Preset] = {
                   precision="bf16", warmup_timing_steps=3, timed_steps=10),
         variants=[(["transformer_plus_plus", "flash", "flash_quad"], {"compile": True}),
                   (["transformer_plus_plus"], {"attention_kernel": "materialized"})],
+        peers=[(["peer:hf_llama", "peer:flash_pytorch"], {}),
+               (["peer:hf_llama", "peer:flash_pytorch"], {"compile": True})],
     ),
     "gpu-quality": Preset(
         description="H200 quality at equal training time: ~30M parameters, ELTeC novels, bytes, same budget per model",

@@ -88,5 +88,17 @@ class RunConfig:
         blob = json.dumps(self.as_dict(), sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
+    @property
+    def variant(self) -> str:
+        name = self.model
+        extra = [f"{k}={v}" for k, v in self.overrides]
+        if self.attention_kernel:
+            extra.insert(0, self.attention_kernel)
+        if self.sdpa_backend:
+            extra.append(f"sdpa={self.sdpa_backend}")
+        if extra:
+            name += "[" + ",".join(extra) + "]"
+        return name + ("+compile" if self.compile else "")
+
     def label(self) -> str:
-        return f"{self.kind}:{self.model}:{self.objective}:T={self.context}:seed={self.seed}"
+        return f"{self.kind}:{self.variant}:{self.objective}:T={self.context}:seed={self.seed}"

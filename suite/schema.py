@@ -11,13 +11,16 @@ from __future__ import annotations
 
 SCHEMA = "flash-repro/run/v1"
 
+# variant: the model name plus what distinguishes this configuration of it, e.g. "flash+compile",
+# "transformer_plus_plus[materialized]", "peer:hf_llama+compile"; tables and figures group by it.
+
 # status of a run: ok | oom (out of memory) | nan (non-finite loss) | diverged | error
 STATUSES = ("ok", "oom", "nan", "diverged", "error")
 
 SUMMARY_COLUMNS = [
     # identity
     "run_id", "schema", "status", "message", "kind",          # kind: "train" (learning curve) or "speed"
-    "model", "objective", "context", "seed", "size", "d_model", "n_layers", "vocab_size", "n_params",
+    "model", "variant", "objective", "context", "seed", "size", "d_model", "n_layers", "vocab_size", "n_params",
     # work
     "batch_size", "tokens_per_step", "steps", "tokens", "train_time_s",
     # quality (train runs): final held-out loss in nats per token and bits per byte

@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 import implementations as impl
 
+from . import peers
 from .presets import PRESETS, Preset
 from .runs import RunConfig
 from .store import ResultsStore
@@ -32,11 +33,11 @@ def get_preset(name: str) -> Preset:
 
 def expand(preset: Preset, *, models: list[str] | None = None, contexts: list[int] | None = None,
            objectives: list[str] | None = None, seeds: list[int] | None = None, variants: bool = True,
-           **overrides: Any) -> list[RunConfig]:
+           with_peers: bool = False, **overrides: Any) -> list[RunConfig]:
     """All runs of a preset, narrowed by the flags; `overrides` replace RunConfig fields."""
     valid = impl.list_models()
     for m in models or []:
-        if m not in valid:
+        if m not in valid and not peers.is_peer(m):
             raise UsageError(f"unknown model {m!r}; valid models: {', '.join(valid)}")
     fields = {f.name for f in dataclasses.fields(RunConfig)}
     bad = sorted(set(overrides) - fields)
@@ -50,9 +51,15 @@ def expand(preset: Preset, *, models: list[str] | None = None, contexts: list[in
             if obj not in have:  # an objective the preset lacks: use the preset's first context list
                 groups.append((obj, preset.groups[0][1]))
     runs = []
-    configs = [({}, chosen)] + ([(v, [m for m in ms if m in chosen]) for ms, v in preset.variants] if variants else [])
+    ours = [m for m in chosen if not peers.is_peer(m)]
+    configs = [({}, ours)] + ([(v, [m for m in ms if m in chosen]) for ms, v in preset.variants] if variants else [])
+    if with_peers or any(peers.is_peer(m) for m in chosen):
+        configs += [(v, [m for m in ms if with_peers or m in chosen]) for ms, v in preset.peers]
+        configs += [({}, [m for m in chosen if peers.is_peer(m) and not any(m in ms for ms, _ in preset.peers)])]
     for extra, ms in configs:
         for objective, ctxs in groups:
+            if objective != "clm":
+                ms = [m for m in ms if not peers.is_peer(m)]
             for context in contexts or ctxs:
                 for model in ms:
                     for seed in seeds or preset.seeds:
@@ -68,11 +75,13 @@ def expand(preset: Preset, *, models: list[str] | None = None, contexts: list[in
 
 def check(runs: Iterable[RunConfig]) -> None:
     """Refuse, before any work starts, a run that cannot be built (mode, override, context length)."""
+    from .train import model_config
+
     for r in runs:
         try:
-            cfg = impl.make_config(r.model, vocab_size=r.vocab_size, d_model=r.d_model, n_layers=r.n_layers,
-                                   max_len=r.context, causal=r.objective == "clm", **r.model_overrides())
-            impl.check_length(r.model, cfg, r.context)
+            if peers.is_peer(r.model):
+                peers.check_peer(r.model, r.objective == "clm")
+            model_config(r, r.vocab_size)
         except ValueError as exc:
             raise UsageError(f"{r.label()}: {exc}") from None
 

@@ -17,7 +17,7 @@ import torch
 import implementations as impl
 from implementations.flops import train_flops_per_token
 
-from . import provenance
+from . import peers, provenance
 from .hardware import peak_tflops
 from .objectives import IGNORE_INDEX as IGNORE
 from .objectives import loss_fn
@@ -52,12 +52,24 @@ def random_batches(cfg: RunConfig) -> Batches:
     return Batches(sample=sample, vocab_size=V)
 
 
+def model_config(cfg: RunConfig, vocab_size: int) -> tuple[str, impl.ModelConfig]:
+    """(registered model name, its config) of a run; for a peer, our model of the same architecture."""
+    name = peers.equivalent(cfg.model) if peers.is_peer(cfg.model) else cfg.model
+    overrides = {} if peers.is_peer(cfg.model) else cfg.model_overrides()
+    mc = impl.make_config(name, vocab_size=vocab_size, d_model=cfg.d_model, n_layers=cfg.n_layers,
+                          max_len=cfg.context, causal=cfg.objective == "clm", **overrides)
+    impl.check_length(name, mc, cfg.context)
+    return name, mc
+
+
 def build(cfg: RunConfig, vocab_size: int, device: torch.device) -> torch.nn.Module:
     torch.manual_seed(cfg.seed)
-    model = impl.build_model(cfg.model, vocab_size=vocab_size, d_model=cfg.d_model, n_layers=cfg.n_layers,
-                             max_len=cfg.context, causal=cfg.objective == "clm", **cfg.model_overrides())
-    impl.check_length(cfg.model, model.config, cfg.context)
-    return model.to(device)
+    kw = dict(vocab_size=vocab_size, d_model=cfg.d_model, n_layers=cfg.n_layers, max_len=cfg.context,
+              causal=cfg.objective == "clm")
+    if peers.is_peer(cfg.model):
+        return peers.build_peer(cfg.model, **kw).to(device)
+    model_config(cfg, vocab_size)
+    return impl.build_model(cfg.model, **kw, **cfg.model_overrides()).to(device)
 
 
 def make_optimizer(model: torch.nn.Module, cfg: RunConfig, device: torch.device) -> torch.optim.Optimizer:
@@ -115,17 +127,15 @@ class Step:
 def base_summary(cfg: RunConfig, device: torch.device, data: Batches) -> dict[str, Any]:
     name = provenance.device_name(str(device))
     peak, _ = peak_tflops(name)
-    cfg_model = impl.make_config(cfg.model, vocab_size=data.vocab_size, d_model=cfg.d_model,
-                                 n_layers=cfg.n_layers, max_len=cfg.context, causal=cfg.objective == "clm",
-                                 **cfg.model_overrides())
+    flops_name, cfg_model = model_config(cfg, data.vocab_size)
     return {
-        "run_id": cfg.run_id, "status": "ok", "message": "", "kind": cfg.kind, "model": cfg.model,
+        "run_id": cfg.run_id, "status": "ok", "message": "", "kind": cfg.kind, "model": cfg.model, "variant": cfg.variant,
         "objective": cfg.objective, "context": cfg.context, "seed": cfg.seed, "size": cfg.size,
         "d_model": cfg.d_model, "n_layers": cfg.n_layers, "vocab_size": data.vocab_size,
         "batch_size": cfg.batch_size, "tokens_per_step": cfg.batch_size * cfg.context,
-        "train_flops_per_token": train_flops_per_token(cfg.model, cfg_model, cfg.context), "peak_tflops": peak,
+        "train_flops_per_token": train_flops_per_token(flops_name, cfg_model, cfg.context), "peak_tflops": peak,
         "device": str(device), "device_name": name, "precision": cfg.precision, "compile": cfg.compile,
-        "attention_kernel": cfg_model.options.get("attention_kernel", "n/a"),
+        "attention_kernel": ("peer" if peers.is_peer(cfg.model) else cfg_model.options.get("attention_kernel", "n/a")),
         "sdpa_backend": cfg.sdpa_backend or "default", "world_size": 1,
         "corpus": data.corpus, "tokenizer": data.tokenizer, "data_hash": data.data_hash,
         **provenance.software(), "config_json": json.dumps(cfg.as_dict(), sort_keys=True),
