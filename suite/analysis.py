@@ -12,8 +12,13 @@ evaluations). Curve times and ``train_time_s`` must be on the same clock (traini
 excluded), which is how the runner records them. A model that never reaches the target within its own
 budget gets NaN and ``reached = False``: the table never extrapolates.
 
-Runs are grouped by ``size`` as well as by (objective, context, seed) so that a sweep over model
-sizes never mixes sizes; with one size that column is a constant.
+Rows are per ``variant`` (schema: the model name plus what distinguishes the configuration, e.g.
+``flash+compile``, ``transformer_plus_plus[materialized]``, ``peer:hf_llama``; the model name where
+a runs table has no variant); ``model`` stays alongside as the base architecture. A baseline is named
+by variant or by model: ``"transformer_plus_plus"`` resolves to that exact variant if present, else to
+``transformer_plus_plus+compile``, else to the shortest variant of that model (`resolve_variant`).
+Runs are also grouped by ``size`` so that a sweep over model sizes never mixes sizes; with one size
+that column is a constant.
 """
 from __future__ import annotations
 
@@ -36,6 +41,9 @@ MODEL_LABELS = {
     "combiner": "Combiner",
     "flash_quad": "FLASH-Quad",
     "flash": "FLASH",
+    "peer:hf_llama": "HF Llama (peer)",
+    "peer:hf_llama_eager": "HF Llama eager (peer)",
+    "peer:flash_pytorch": "flash-pytorch (peer)",
 }
 
 OBJECTIVE_LABELS = {"clm": "Causal LM", "lm": "Causal LM", "mlm": "Masked LM"}
@@ -46,6 +54,24 @@ _GROUP = ["objective", "context", "size"]
 # ----------------------------------------------------------------------------------------- helpers
 def model_label(name: str) -> str:
     return MODEL_LABELS.get(name, str(name))
+
+
+def split_variant(variant: str) -> tuple[str, str]:
+    """("flash", "+compile") from "flash+compile"; ("transformer_plus_plus", "[materialized]") ...;
+    the longest known model name that prefixes the variant, else the part before '[' or '+'."""
+    v = str(variant)
+    known = sorted((m for m in MODEL_LABELS if v == m or v.startswith(m + "[") or v.startswith(m + "+")),
+                   key=len, reverse=True)
+    if known:
+        return known[0], v[len(known[0]):]
+    cut = min([i for i in (v.find("["), v.find("+")) if i > 0] or [len(v)])
+    return v[:cut], v[cut:]
+
+
+def variant_label(variant: str) -> str:
+    """'FLASH +compile', 'Transformer++ [materialized]', 'FLASH' for a plain variant."""
+    base, extra = split_variant(variant)
+    return model_label(base) + (f" {extra}" if extra else "")
 
 
 def objective_label(name: str) -> str:
@@ -61,8 +87,11 @@ def context_label(n) -> str:
     return f"{n // 1024}K" if n >= 1024 and n % 1024 == 0 else str(n)
 
 
-def model_sort_key(name: str) -> tuple[int, str]:
-    return (MODEL_ORDER.index(name), "") if name in MODEL_ORDER else (len(MODEL_ORDER), str(name))
+def model_sort_key(name: str) -> tuple[int, str, str]:
+    """Paper order of the base model, then peers and unknown models, then the variant's decoration."""
+    base, extra = split_variant(name)
+    rank = MODEL_ORDER.index(base) if base in MODEL_ORDER else len(MODEL_ORDER) + (0 if base.startswith("peer:") else 1)
+    return rank, (base if rank >= len(MODEL_ORDER) else ""), extra
 
 
 def _sort(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -73,10 +102,11 @@ def _sort(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     for k in keys:
         if k not in tmp.columns:
             continue
-        if k in ("model", "baseline"):
-            tmp[f"_rank_{k}"] = tmp[k].map(lambda m: model_sort_key(m)[0])
+        if k in ("model", "variant", "baseline"):
+            tmp[f"_rank_{k}"] = tmp[k].map(lambda m: "%04d|%s|%s" % model_sort_key(m))
             by.append(f"_rank_{k}")
-        by.append(k)
+        else:
+            by.append(k)
     out = tmp.sort_values(by, kind="stable").drop(columns=[c for c in by if c.startswith("_rank_")])
     return out.reset_index(drop=True)
 
@@ -84,9 +114,13 @@ def _sort(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 def _prepare_runs(runs: pd.DataFrame) -> pd.DataFrame:
     """A copy with the grouping columns present and comparable (size '' when unknown)."""
     runs = runs.copy()
-    for col in ("kind", "status", "model", "objective", "size", "run_id", "device_name"):
+    for col in ("kind", "status", "model", "variant", "objective", "size", "run_id", "device_name"):
         if col not in runs.columns:
             runs[col] = np.nan
+    runs["model"] = runs["model"].astype(object).where(runs["model"].notna(), "").astype(str)
+    variant = runs["variant"].astype(object)
+    has = variant.notna() & (variant.astype(str).str.strip() != "")
+    runs["variant"] = variant.where(has, runs["model"]).astype(str)
     runs["size"] = runs["size"].astype(object).where(runs["size"].notna(), "").astype(str)
     runs["objective"] = runs["objective"].astype(object).where(runs["objective"].notna(), "").astype(str)
     for col in ("context", "seed"):
@@ -113,10 +147,25 @@ def _latest(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 
 
 def train_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    """Finished training runs (kind == "train", status == "ok"), one per (objective, context, size, seed, model)."""
+    """Finished training runs (kind == "train", status == "ok"), one per (objective, context, size, seed,
+    variant): the latest when a configuration was repeated."""
     runs = _prepare_runs(runs)
     ok = runs[(runs["kind"] == "train") & (runs["status"] == "ok")]
-    return _latest(ok, _GROUP + ["seed", "model"])
+    return _latest(ok, _GROUP + ["seed", "variant"])
+
+
+def resolve_variant(runs: pd.DataFrame, name: str) -> str | None:
+    """The variant a name stands for: itself if some run has that variant; else, among the variants of
+    the model ``name``, the plain one, then ``name+compile``, then the shortest. None if absent."""
+    runs = _prepare_runs(runs) if "variant" not in runs.columns else runs
+    variants = set(runs["variant"].astype(str))
+    if name in variants:
+        return name
+    cands = sorted({v for v, m in zip(runs["variant"].astype(str), runs["model"].astype(str)) if m == name},
+                   key=lambda v: (len(v), v))
+    if not cands:
+        return None
+    return name + "+compile" if name + "+compile" in cands else cands[0]
 
 
 # ---------------------------------------------------------------------------------- time to quality
@@ -131,12 +180,14 @@ def time_to_quality(curve: pd.DataFrame, target_loss: float) -> float:
     """
     if target_loss is None or not np.isfinite(target_loss) or curve is None or len(curve) == 0:
         return math.nan
-    c = pd.DataFrame({"t": _num(curve, "time_s"), "l": _num(curve, "eval_loss")})
-    c = c[np.isfinite(c["t"]) & np.isfinite(c["l"])].sort_values("t", kind="stable")
-    if c.empty:
+    t = pd.to_numeric(curve["time_s"], errors="coerce").to_numpy(dtype=float)
+    loss = pd.to_numeric(curve["eval_loss"], errors="coerce").to_numpy(dtype=float)
+    keep = np.isfinite(t) & np.isfinite(loss)
+    if not keep.any():
         return math.nan
-    t = c["t"].to_numpy()
-    best = np.minimum.accumulate(c["l"].to_numpy())
+    order = np.argsort(t[keep], kind="stable")
+    t, loss = t[keep][order], loss[keep][order]
+    best = np.minimum.accumulate(loss)
     hit = np.flatnonzero(best <= target_loss)
     if hit.size == 0:
         return math.nan
@@ -149,32 +200,33 @@ def time_to_quality(curve: pd.DataFrame, target_loss: float) -> float:
 
 
 # ------------------------------------------------------------------------------ speedup at equal quality
-SPEEDUP_SEED_COLUMNS = ["objective", "context", "size", "seed", "model", "baseline", "target_loss",
+SPEEDUP_SEED_COLUMNS = ["objective", "context", "size", "seed", "variant", "model", "baseline", "target_loss",
                         "baseline_time_s", "time_s", "speedup", "reached", "final_bpb", "baseline_final_bpb"]
 
-SPEEDUP_COLUMNS = ["objective", "context", "size", "model", "baseline", "speedup_mean", "speedup_min",
+SPEEDUP_COLUMNS = ["objective", "context", "size", "variant", "model", "baseline", "speedup_mean", "speedup_min",
                    "speedup_max", "n_seeds", "n_reached", "reached_all", "time_s_mean", "baseline_time_s_mean",
                    "target_loss_mean", "final_bpb_mean", "baseline_final_bpb_mean"]
 
 
 def speedup_per_seed(runs: pd.DataFrame, curves: pd.DataFrame,
                      baseline: str = "transformer_plus_plus") -> pd.DataFrame:
-    """One row per (objective, context, size, seed, model) where the baseline ran with that seed.
+    """One row per (objective, context, size, seed, variant) where the baseline ran with that seed.
 
-    Columns (SPEEDUP_SEED_COLUMNS): target_loss (the baseline's final eval loss, nats/token),
-    baseline_time_s (its train_time_s), time_s (the model's time to reach target_loss, NaN if never),
-    speedup = baseline_time_s / time_s, reached (bool), final_bpb and baseline_final_bpb.
-    The baseline's own row has time_s = baseline_time_s and speedup 1 by definition. A model run
-    without a learning curve in ``curves`` has no row (its time to quality is unknown).
+    Columns (SPEEDUP_SEED_COLUMNS): baseline (the resolved baseline variant), target_loss (its final
+    eval loss, nats/token), baseline_time_s (its train_time_s), time_s (the variant's time to reach
+    target_loss, NaN if never), speedup = baseline_time_s / time_s, reached (bool), final_bpb and
+    baseline_final_bpb. The baseline's own row has time_s = baseline_time_s and speedup 1 by
+    definition. A run without a learning curve in ``curves`` has no row (its time is unknown).
     """
     tr = train_runs(runs)
-    if tr.empty:
+    base_variant = resolve_variant(tr, baseline) if len(tr) else None
+    if base_variant is None:
         return pd.DataFrame(columns=SPEEDUP_SEED_COLUMNS)
     curves = curves if curves is not None else pd.DataFrame(columns=["run_id", "time_s", "eval_loss"])
     by_run = {rid: g for rid, g in curves.groupby("run_id", sort=False)} if len(curves) else {}
     rows = []
     for key, group in tr.groupby(_GROUP + ["seed"], sort=True, dropna=False):
-        base = group[group["model"] == baseline]
+        base = group[group["variant"] == base_variant]
         if base.empty:
             continue
         b = base.iloc[0]
@@ -190,7 +242,7 @@ def speedup_per_seed(runs: pd.DataFrame, curves: pd.DataFrame,
             continue
         b_bpb = float(_num(base, "final_bpb").iloc[0])
         for _, r in group.iterrows():
-            if r["model"] == baseline:
+            if r["variant"] == base_variant:
                 t = b_time
             elif r["run_id"] not in by_run:
                 continue            # no learning curve recorded: unknown, not "never reached"
@@ -199,41 +251,42 @@ def speedup_per_seed(runs: pd.DataFrame, curves: pd.DataFrame,
             reached = bool(np.isfinite(t))
             speedup = b_time / t if reached and t > 0 else (math.inf if reached else math.nan)
             rows.append(dict(zip(_GROUP + ["seed"], key)) | {
-                "model": r["model"], "baseline": baseline, "target_loss": target, "baseline_time_s": b_time,
-                "time_s": t, "speedup": speedup, "reached": reached,
+                "variant": r["variant"], "model": r["model"], "baseline": base_variant, "target_loss": target,
+                "baseline_time_s": b_time, "time_s": t, "speedup": speedup, "reached": reached,
                 "final_bpb": pd.to_numeric(r.get("final_bpb"), errors="coerce"), "baseline_final_bpb": b_bpb})
     out = pd.DataFrame(rows, columns=SPEEDUP_SEED_COLUMNS)
-    return _sort(out, _GROUP + ["model", "seed"])
+    return _sort(out, _GROUP + ["variant", "seed"])
 
 
 def speedup_at_equal_quality(runs: pd.DataFrame, curves: pd.DataFrame,
                              baseline: str = "transformer_plus_plus") -> pd.DataFrame:
-    """Training speedup of every model over ``baseline`` at the baseline's final quality.
+    """Training speedup of every variant over ``baseline`` at the baseline's final quality.
 
-    Only runs with kind == "train" and status == "ok" count. Per (objective, context, size, seed):
-    target = the baseline's final_eval_loss, baseline time = its train_time_s, model time = the time
-    its learning curve first reaches the target (`time_to_quality`), speedup = baseline time / model
-    time (NaN, reached False, if never reached). Then aggregated over seeds, one row per
-    (objective, context, size, model), columns SPEEDUP_COLUMNS:
+    Only runs with kind == "train" and status == "ok" count; ``baseline`` is a variant or a model
+    name (`resolve_variant`). Per (objective, context, size, seed): target = the baseline's
+    final_eval_loss, baseline time = its train_time_s, a variant's time = when its learning curve
+    first reaches the target (`time_to_quality`), speedup = baseline time / that time (NaN, reached
+    False, if never reached). Then aggregated over seeds, one row per (objective, context, size,
+    variant), columns SPEEDUP_COLUMNS:
 
-    - speedup_mean, speedup_min, speedup_max: over the seeds where the model reached the target
-      (NaN if it never did);
-    - n_seeds: seeds where both the model and the baseline finished; n_reached: seeds where the
+    - variant, model (its base architecture), baseline (the resolved baseline variant);
+    - speedup_mean, speedup_min, speedup_max: over the seeds where the target was reached (NaN if
+      never);
+    - n_seeds: seeds where both the variant and the baseline finished; n_reached: seeds where the
       target was reached; reached_all: n_reached == n_seeds;
-    - time_s_mean (model's time to target, reached seeds), baseline_time_s_mean, target_loss_mean
-      (nats/token);
-    - final_bpb_mean: the model's own final bits per byte; baseline_final_bpb_mean: the baseline's.
+    - time_s_mean (time to target, reached seeds), baseline_time_s_mean, target_loss_mean (nats/token);
+    - final_bpb_mean: the variant's own final bits per byte; baseline_final_bpb_mean: the baseline's.
     The baseline's own row has speedup 1.
     """
     per_seed = speedup_per_seed(runs, curves, baseline)
     if per_seed.empty:
         return pd.DataFrame(columns=SPEEDUP_COLUMNS)
     rows = []
-    for key, g in per_seed.groupby(_GROUP + ["model"], sort=False, dropna=False):
+    for key, g in per_seed.groupby(_GROUP + ["variant"], sort=False, dropna=False):
         reached = g[g["reached"]]
         s = reached["speedup"].astype(float)
-        rows.append(dict(zip(_GROUP + ["model"], key)) | {
-            "baseline": baseline,
+        rows.append(dict(zip(_GROUP + ["variant"], key)) | {
+            "model": g["model"].iloc[0], "baseline": g["baseline"].iloc[0],
             "speedup_mean": s.mean() if len(s) else math.nan,
             "speedup_min": s.min() if len(s) else math.nan,
             "speedup_max": s.max() if len(s) else math.nan,
@@ -245,32 +298,29 @@ def speedup_at_equal_quality(runs: pd.DataFrame, curves: pd.DataFrame,
             "baseline_final_bpb_mean": g["baseline_final_bpb"].astype(float).mean(),
         })
     out = pd.DataFrame(rows, columns=SPEEDUP_COLUMNS)
-    return _sort(out, _GROUP + ["model"])
+    return _sort(out, _GROUP + ["variant"])
 
 
 def speedup_table(runs: pd.DataFrame, curves: pd.DataFrame,
                   baselines: tuple[str, ...] = BASELINES) -> pd.DataFrame:
-    """`speedup_at_equal_quality` for each baseline, concatenated (column ``baseline`` tells which).
-    Baselines without finished runs are left out."""
+    """`speedup_at_equal_quality` for each baseline, concatenated (column ``baseline`` tells which,
+    as the resolved variant). Baselines without finished runs are left out."""
     parts = [speedup_at_equal_quality(runs, curves, b) for b in baselines]
-    parts = [p for p in parts if len(p)]
+    parts = [p.assign(_b=i) for i, p in enumerate(parts) if len(p)]
     if not parts:
         return pd.DataFrame(columns=SPEEDUP_COLUMNS)
-    out = pd.concat(parts, ignore_index=True)
-    order = {b: i for i, b in enumerate(baselines)}
-    out = out.assign(_b=out["baseline"].map(order)).sort_values(["_b", "objective", "context", "size"],
-                                                                  kind="stable")
+    out = pd.concat(parts, ignore_index=True).sort_values("_b", kind="stable")
     return out.drop(columns="_b").reset_index(drop=True)
 
 
 # ---------------------------------------------------------------------------------------- latency
-LATENCY_COLUMNS = ["objective", "context", "size", "model", "source", "status", "n_runs", "step_ms_median",
-                   "step_ms_p10", "step_ms_p90", "tokens_per_s", "peak_mem_gib", "mfu", "tokens_per_step",
-                   "precision", "attention_kernel", "device_name"]
+LATENCY_COLUMNS = ["objective", "context", "size", "variant", "model", "source", "status", "n_runs",
+                   "step_ms_median", "step_ms_p10", "step_ms_p90", "tokens_per_s", "peak_mem_gib", "mfu",
+                   "tokens_per_step", "precision", "attention_kernel", "device_name"]
 
 
 def latency_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Step latency, throughput, memory and MFU per (objective, context, size, model).
+    """Step latency, throughput, memory and MFU per (objective, context, size, variant).
 
     Source: the speed runs (kind == "speed"); when the folder has none, the training runs' own step
     timings instead; the ``source`` column says which ("speed" or "train"). Numbers are medians over
@@ -283,7 +333,7 @@ def latency_table(runs: pd.DataFrame) -> pd.DataFrame:
     if sel.empty:
         return pd.DataFrame(columns=LATENCY_COLUMNS)
     rows = []
-    for key, g in sel.groupby(_GROUP + ["model"], sort=False, dropna=False):
+    for key, g in sel.groupby(_GROUP + ["variant"], sort=False, dropna=False):
         ok = g[g["status"] == "ok"]
         statuses = g["status"].astype(str)
         if len(ok):
@@ -297,7 +347,7 @@ def latency_table(runs: pd.DataFrame) -> pd.DataFrame:
             v = _num(ok, col)
             return float(v.median()) if v.notna().any() else math.nan
 
-        def first(col):
+        def joined(col):
             if col not in g.columns:
                 return ""
             v = g[col].dropna().astype(str)
@@ -305,40 +355,41 @@ def latency_table(runs: pd.DataFrame) -> pd.DataFrame:
             return ", ".join(sorted(set(v))) if len(v) else ""
 
         mem = _num(ok, "peak_mem_gib")
-        rows.append(dict(zip(_GROUP + ["model"], key)) | {
-            "source": source, "status": status, "n_runs": int(len(g)),
+        rows.append(dict(zip(_GROUP + ["variant"], key)) | {
+            "model": g["model"].iloc[0], "source": source, "status": status, "n_runs": int(len(g)),
             "step_ms_median": med("step_ms_median"), "step_ms_p10": med("step_ms_p10"),
             "step_ms_p90": med("step_ms_p90"), "tokens_per_s": med("tokens_per_s"),
             "peak_mem_gib": float(mem.max()) if mem.notna().any() else math.nan, "mfu": med("mfu"),
             "tokens_per_step": med("tokens_per_step") if len(ok) else float(_num(g, "tokens_per_step").median()),
-            "precision": first("precision"), "attention_kernel": first("attention_kernel"),
-            "device_name": first("device_name")})
+            "precision": joined("precision"), "attention_kernel": joined("attention_kernel"),
+            "device_name": joined("device_name")})
     out = pd.DataFrame(rows, columns=LATENCY_COLUMNS)
-    return _sort(out, _GROUP + ["model"])
+    return _sort(out, _GROUP + ["variant"])
 
 
 # ---------------------------------------------------------------------------------------- quality
-QUALITY_COLUMNS = ["objective", "context", "size", "model", "n_seeds", "final_bpb_mean", "final_bpb_std",
-                   "final_bpb_min", "final_bpb_max", "final_eval_loss_mean", "train_time_s_mean", "steps_mean"]
+QUALITY_COLUMNS = ["objective", "context", "size", "variant", "model", "n_seeds", "final_bpb_mean",
+                   "final_bpb_std", "final_bpb_min", "final_bpb_max", "final_eval_loss_mean", "train_time_s_mean",
+                   "steps_mean"]
 
 
 def quality_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Final held-out quality per (objective, context, size, model) over the finished training runs:
+    """Final held-out quality per (objective, context, size, variant) over the finished training runs:
     bits per byte mean, standard deviation (NaN with one seed), min and max over seeds; the mean
     final eval loss (nats/token), training time and steps."""
     tr = train_runs(runs)
     if tr.empty:
         return pd.DataFrame(columns=QUALITY_COLUMNS)
     rows = []
-    for key, g in tr.groupby(_GROUP + ["model"], sort=False, dropna=False):
+    for key, g in tr.groupby(_GROUP + ["variant"], sort=False, dropna=False):
         bpb = _num(g, "final_bpb")
-        rows.append(dict(zip(_GROUP + ["model"], key)) | {
-            "n_seeds": int(len(g)), "final_bpb_mean": bpb.mean(), "final_bpb_std": bpb.std(),
-            "final_bpb_min": bpb.min(), "final_bpb_max": bpb.max(),
+        rows.append(dict(zip(_GROUP + ["variant"], key)) | {
+            "model": g["model"].iloc[0], "n_seeds": int(len(g)), "final_bpb_mean": bpb.mean(),
+            "final_bpb_std": bpb.std(), "final_bpb_min": bpb.min(), "final_bpb_max": bpb.max(),
             "final_eval_loss_mean": _num(g, "final_eval_loss").mean(),
             "train_time_s_mean": _num(g, "train_time_s").mean(), "steps_mean": _num(g, "steps").mean()})
     out = pd.DataFrame(rows, columns=QUALITY_COLUMNS)
-    return _sort(out, _GROUP + ["model"])
+    return _sort(out, _GROUP + ["variant"])
 
 
 # ---------------------------------------------------------------------------------- markdown
@@ -383,6 +434,7 @@ def markdown_table(df: pd.DataFrame, floatfmt: str = ".3g", index: bool = False)
 
 
 __all__ = ["BASELINES", "MODEL_ORDER", "MODEL_LABELS", "OBJECTIVE_LABELS", "SPEEDUP_COLUMNS",
-           "SPEEDUP_SEED_COLUMNS", "LATENCY_COLUMNS", "QUALITY_COLUMNS", "model_label", "objective_label",
-           "context_label", "model_sort_key", "train_runs", "time_to_quality", "speedup_per_seed",
+           "SPEEDUP_SEED_COLUMNS", "LATENCY_COLUMNS", "QUALITY_COLUMNS", "model_label", "variant_label",
+           "split_variant", "objective_label", "context_label", "model_sort_key", "train_runs",
+           "resolve_variant", "time_to_quality", "speedup_per_seed",
            "speedup_at_equal_quality", "speedup_table", "latency_table", "quality_table", "markdown_table"]

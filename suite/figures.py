@@ -15,8 +15,10 @@ Figures (file stems):
   top edge.
 - ``memory_vs_context``: peak accelerator memory vs context length; OOM marked the same way.
 
-Colours and markers are fixed per model (MODEL_COLORS / MODEL_MARKERS) so a model looks the same
-in every figure; unknown models get a stable fallback colour. Context lengths sit on a log2 axis
+Lines are per variant (schema: model plus configuration, e.g. ``flash+compile``). Colours and
+markers are fixed per model (MODEL_COLORS / MODEL_MARKERS) so a model looks the same in every
+figure, and its variants share them with another line style (+compile dashed, another attention
+kernel dotted); unknown models get a stable fallback colour. Context lengths sit on a log2 axis
 labelled 512, 1K, 2K, ... The hardware (``device_name`` of the runs) is named in every title.
 Drawing uses matplotlib's Agg canvas on a bare `Figure`, never pyplot, so nothing is displayed
 and no global figure state is kept.
@@ -33,11 +35,11 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator
 from matplotlib.transforms import blended_transform_factory
 
-from .analysis import (BASELINES, _prepare_runs, context_label, latency_table, model_label, model_sort_key,
-                       objective_label, speedup_table, train_runs)
+from .analysis import (BASELINES, _prepare_runs, context_label, latency_table, model_sort_key, objective_label,
+                       resolve_variant, speedup_table, split_variant, train_runs, variant_label)
 
 MODEL_COLORS = {
     "transformer": "#7f7f7f",            # grey
@@ -47,11 +49,15 @@ MODEL_COLORS = {
     "combiner": "#2ca02c",               # green
     "flash_quad": "#ff7f0e",             # orange
     "flash": "#d62728",                  # red
+    "peer:hf_llama": "#0b3d66",          # dark blue: a public Transformer++
+    "peer:hf_llama_eager": "#5b7fa3",
+    "peer:flash_pytorch": "#7a1010",     # dark red: the public FLASH
 }
 MODEL_MARKERS = {"transformer": "o", "transformer_plus": "s", "transformer_plus_plus": "D", "performer": "^",
-                 "combiner": "v", "flash_quad": "P", "flash": "*"}
+                 "combiner": "h", "flash_quad": "P", "flash": "*", "peer:hf_llama": "d",
+                 "peer:hf_llama_eager": "d", "peer:flash_pytorch": "p"}
 _FALLBACK_COLORS = ("#e377c2", "#8c564b", "#bcbd22", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173")
-_FALLBACK_MARKERS = ("h", "X", "p", "<", ">", "d")
+_FALLBACK_MARKERS = ("X", "<", ">", "8", "H", "1")
 
 OBJECTIVE_ORDER = ("clm", "lm", "mlm")
 
@@ -62,15 +68,30 @@ _RC = {"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsi
 
 
 def model_color(name: str) -> str:
-    if name in MODEL_COLORS:
-        return MODEL_COLORS[name]
-    return _FALLBACK_COLORS[zlib.crc32(str(name).encode()) % len(_FALLBACK_COLORS)]
+    """The fixed colour of a model (of a variant: its base model's); a stable fallback otherwise."""
+    base = split_variant(name)[0]
+    if base in MODEL_COLORS:
+        return MODEL_COLORS[base]
+    return _FALLBACK_COLORS[zlib.crc32(base.encode()) % len(_FALLBACK_COLORS)]
 
 
 def model_marker(name: str) -> str:
-    if name in MODEL_MARKERS:
-        return MODEL_MARKERS[name]
-    return _FALLBACK_MARKERS[zlib.crc32(str(name).encode()) % len(_FALLBACK_MARKERS)]
+    base = split_variant(name)[0]
+    if base in MODEL_MARKERS:
+        return MODEL_MARKERS[base]
+    return _FALLBACK_MARKERS[zlib.crc32(base.encode()) % len(_FALLBACK_MARKERS)]
+
+
+def model_linestyle(name: str) -> str:
+    """Variants of one model share its colour and differ in line style: plain solid, '+compile'
+    dashed, another kernel ('[...]') dotted, both dash-dot."""
+    extra = split_variant(name)[1]
+    compiled, kernel = "+compile" in extra, "[" in extra
+    return "-." if compiled and kernel else "--" if compiled else ":" if kernel else "-"
+
+
+def _style(name: str) -> dict:
+    return dict(color=model_color(name), marker=model_marker(name), ls=model_linestyle(name))
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -105,8 +126,8 @@ def _objectives(df: pd.DataFrame) -> list[str]:
     return sorted(objs, key=lambda o: (OBJECTIVE_ORDER.index(o) if o in OBJECTIVE_ORDER else 99, o))
 
 
-def _models(df: pd.DataFrame) -> list[str]:
-    return sorted(set(df["model"].astype(str)), key=model_sort_key)
+def _variants(df: pd.DataFrame) -> list[str]:
+    return sorted(set(df["variant"].astype(str)), key=model_sort_key)
 
 
 def _main_size(df: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:
@@ -146,9 +167,8 @@ def _save(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
     return [png, svg]
 
 
-def _model_handles(models: list[str], *, with_markers: bool = True) -> list[Line2D]:
-    return [Line2D([], [], color=model_color(m), marker=model_marker(m) if with_markers else None,
-                   markersize=6, lw=1.8, label=model_label(m)) for m in models]
+def _model_handles(variants: list[str]) -> list[Line2D]:
+    return [Line2D([], [], **_style(v), markersize=6, lw=1.8, label=variant_label(v)) for v in variants]
 
 
 def _legend(fig: Figure, handles: list) -> None:
@@ -172,11 +192,11 @@ def plot_speedup(runs: pd.DataFrame, curves: pd.DataFrame, out_dir: Path,
     if runs is None or runs.empty:
         return []
     tab = speedup_table(runs, curves, baselines) if table is None else table
-    if tab is None or tab.empty:
-        return []
+    if tab is None or tab.empty or not (tab["variant"] != tab["baseline"]).any():
+        return []            # nothing but the baselines themselves (e.g. no learning curves)
     tab, size = _main_size(tab)
     objs = _objectives(tab)
-    bases = [b for b in baselines if (tab["baseline"] == b).any()]
+    bases = list(dict.fromkeys(tab["baseline"].astype(str)))      # resolved baseline variants, in order
     contexts = pd.to_numeric(tab["context"], errors="coerce").tolist()
     with matplotlib.rc_context(_RC):
         fig = _new_figure(len(objs), len(bases))
@@ -187,14 +207,13 @@ def plot_speedup(runs: pd.DataFrame, curves: pd.DataFrame, out_dir: Path,
                 ax = axes[i, j]
                 sub = tab[(tab["objective"].astype(str) == obj) & (tab["baseline"] == base)]
                 ax.axhline(1.0, color="black", ls="--", lw=1.0, zorder=1)
-                ax.text(0.99, 1.0, f"{model_label(base)} = 1.0x", color="black", fontsize=7, ha="right",
-                        va="bottom", transform=blended_transform_factory(ax.transAxes, ax.transData))
                 bottom = blended_transform_factory(ax.transData, ax.transAxes)
+                unreached: dict[float, list[str]] = {}    # context -> models that never reached the target
                 ymax = 1.0
-                for m in _models(sub):
+                for m in _variants(sub):
                     if m == base:
                         continue
-                    d = sub[sub["model"] == m].sort_values("context")
+                    d = sub[sub["variant"] == m].sort_values("context")
                     x = d["context"].astype(float).to_numpy()
                     y = d["speedup_mean"].astype(float).to_numpy()
                     lo = d["speedup_min"].astype(float).to_numpy()
@@ -202,22 +221,26 @@ def plot_speedup(runs: pd.DataFrame, curves: pd.DataFrame, out_dir: Path,
                     ok = np.isfinite(y)
                     if ok.any():
                         yerr = np.vstack([y - lo, hi - y])[:, ok] if (d["n_seeds"] > 1).any() else None
-                        ax.errorbar(x[ok], y[ok], yerr=yerr, color=model_color(m), marker=model_marker(m),
-                                    ms=6, lw=1.8, capsize=2.5, zorder=3)
+                        ax.errorbar(x[ok], y[ok], yerr=yerr, **_style(m), ms=6, lw=1.8, capsize=2.5, zorder=3)
                         ymax = max(ymax, float(np.nanmax(np.where(np.isfinite(hi), hi, y)[ok])))
-                    if (~ok).any():
-                        any_unreached = True
-                        ax.plot(x[~ok], np.full((~ok).sum(), 0.03), ls="none", marker="v", ms=7, mfc="none",
-                                mec=model_color(m), mew=1.5, transform=bottom, clip_on=False, zorder=4)
+                    for xc in x[~ok]:
+                        unreached.setdefault(float(xc), []).append(m)
                     models_seen.append(m)
+                for xc, ms in unreached.items():       # a row of hollow triangles on the bottom edge
+                    any_unreached = True
+                    for k, m in enumerate(ms):
+                        xk = xc * 2 ** (0.14 * (k - (len(ms) - 1) / 2))
+                        ax.plot([xk], [0.035], ls="none", marker="v", ms=6, mfc="none", mec=model_color(m),
+                                mew=1.5, transform=bottom, clip_on=False, zorder=4)
                 _context_axis(ax, contexts)
                 ax.set_ylim(0, ymax * 1.15)
-                ax.set_title(f"{objective_label(obj)}: speedup over {model_label(base)}")
+                ax.set_title(f"{objective_label(obj)}: speedup over {variant_label(base)}")
                 if i == len(objs) - 1:
                     ax.set_xlabel("Context length (tokens)")
                 if j == 0:
                     ax.set_ylabel("Training speedup at equal quality (x)")
         handles = _model_handles(sorted(set(models_seen), key=model_sort_key))
+        handles.append(Line2D([], [], color="black", ls="--", lw=1.0, label="baseline (1.0x)"))
         if any_unreached:
             handles.append(Line2D([], [], ls="none", marker="v", mfc="none", mec="black", ms=7,
                                   label="never reached baseline quality"))
@@ -240,7 +263,8 @@ def plot_quality_vs_time(runs: pd.DataFrame, curves: pd.DataFrame, out_dir: Path
     if tr.empty or "run_id" not in curves.columns:
         return []
     tr, size = _main_size(tr)
-    keep = ["run_id", "model", "objective", "context", "seed"]
+    reference = resolve_variant(tr, reference) or reference
+    keep = ["run_id", "variant", "model", "objective", "context", "seed"]
     cur = curves.drop(columns=[c for c in keep[1:] if c in curves.columns]).merge(tr[keep], on="run_id")
     cur["time_s"] = pd.to_numeric(cur.get("time_s"), errors="coerce")
     bpb = pd.to_numeric(cur["eval_bpb"], errors="coerce") if "eval_bpb" in cur else pd.Series(dtype=float)
@@ -269,13 +293,13 @@ def plot_quality_vs_time(runs: pd.DataFrame, curves: pd.DataFrame, out_dir: Path
             for j, ctx in enumerate(ctxs):
                 ax = axes[i, j]
                 d = row[row["context"].astype(float) == ctx]
-                for m in _models(d):
-                    for rid, g in d[d["model"] == m].groupby("run_id", sort=False):
+                for m in _variants(d):
+                    for rid, g in d[d["variant"] == m].groupby("run_id", sort=False):
                         g = g.sort_values("time_s")
-                        ax.plot(g["time_s"], g[metric], color=model_color(m), lw=1.5, alpha=0.9,
-                                marker=model_marker(m), ms=3.5, markevery=[len(g) - 1])
+                        ax.plot(g["time_s"], g[metric], **_style(m), lw=1.5, alpha=0.9, ms=3.5,
+                                markevery=[len(g) - 1])
                     models_seen.append(m)
-                ref = tr[(tr["model"] == reference) & (tr["objective"].astype(str) == obj)
+                ref = tr[(tr["variant"] == reference) & (tr["objective"].astype(str) == obj)
                          & (tr["context"].astype(float) == ctx)]
                 ref_val = pd.to_numeric(ref[final_col], errors="coerce").mean() if len(ref) else math.nan
                 if np.isfinite(ref_val):
@@ -293,7 +317,7 @@ def plot_quality_vs_time(runs: pd.DataFrame, curves: pd.DataFrame, out_dir: Path
         handles = _model_handles(sorted(set(models_seen), key=model_sort_key))
         if ref_drawn:
             handles.append(Line2D([], [], color=model_color(reference), ls=":", lw=1.2,
-                                  label=f"{model_label(reference)} final (speedup target)"))
+                                  label=f"{variant_label(reference)} final (speedup target)"))
         _legend(fig, handles)
         fig.suptitle("Quality vs training time\n" + _subtitle(tr, size=size))
         return _save(fig, out_dir, "quality_vs_time")
@@ -301,11 +325,12 @@ def plot_quality_vs_time(runs: pd.DataFrame, curves: pd.DataFrame, out_dir: Path
 
 # -------------------------------------------------------------------- 3./4. latency and memory vs context
 def _plot_vs_context(runs: pd.DataFrame, out_dir: Path, *, column: str, ylabel: str, title: str,
-                     stem: str, band: tuple[str, str] | None = None) -> list[Path]:
+                     stem: str, band: tuple[str, str] | None = None,
+                     table: pd.DataFrame | None = None) -> list[Path]:
     if runs is None or runs.empty:
         return []
-    tab = latency_table(runs)
-    if tab.empty:
+    tab = latency_table(runs) if table is None else table
+    if tab is None or tab.empty:
         return []
     tab, size = _main_size(tab)
     val = pd.to_numeric(tab[column], errors="coerce")
@@ -328,14 +353,14 @@ def _plot_vs_context(runs: pd.DataFrame, out_dir: Path, *, column: str, ylabel: 
             finite = v[np.isfinite(v) & (v > 0)]
             log_y = len(finite) > 1 and finite.max() / finite.min() > 8
             top = blended_transform_factory(ax.transData, ax.transAxes)
-            oom_stack: dict[float, int] = {}
-            for m in _models(sub):
-                d = sub[sub["model"] == m].sort_values("context")
+            oom_stack: dict[float, list[str]] = {}        # context -> models out of memory there
+            for m in _variants(sub):
+                d = sub[sub["variant"] == m].sort_values("context")
                 x = d["context"].astype(float).to_numpy()
                 y = pd.to_numeric(d[column], errors="coerce").to_numpy(dtype=float)
                 ok = np.isfinite(y)
                 if ok.any():
-                    ax.plot(x[ok], y[ok], color=model_color(m), marker=model_marker(m), ms=6, lw=1.8, zorder=3)
+                    ax.plot(x[ok], y[ok], **_style(m), ms=6, lw=1.8, zorder=3)
                     if band is not None:
                         lo = pd.to_numeric(d[band[0]], errors="coerce").to_numpy(dtype=float)
                         hi = pd.to_numeric(d[band[1]], errors="coerce").to_numpy(dtype=float)
@@ -344,20 +369,24 @@ def _plot_vs_context(runs: pd.DataFrame, out_dir: Path, *, column: str, ylabel: 
                     models_seen.append(m)
                 is_oom = (d["status"].astype(str) == "oom").to_numpy()
                 for xc in x[is_oom]:
-                    k = oom_stack.get(xc, 0)
-                    oom_stack[xc] = k + 1
-                    ax.plot([xc], [0.90 - 0.06 * k], ls="none", marker="x", ms=7, mew=2, color=model_color(m),
-                            transform=top, clip_on=False, zorder=5)
+                    oom_stack.setdefault(float(xc), []).append(m)
                     models_seen.append(m)
-                    any_oom = True
-            for xc in oom_stack:
-                ax.text(xc, 0.94, "OOM", transform=top, ha="center", va="bottom", fontsize=7, fontweight="bold")
+            for xc, ms in oom_stack.items():            # a row of x marks along the top edge, labelled OOM
+                any_oom = True
+                for k, m in enumerate(ms):
+                    xk = xc * 2 ** (0.14 * (k - (len(ms) - 1) / 2))
+                    ax.plot([xk], [0.90], ls="none", marker="x", ms=6, mew=2, color=model_color(m),
+                            transform=top, clip_on=False, zorder=5)
+                ax.text(xc, 0.935, "OOM", transform=top, ha="center", va="bottom", fontsize=7, fontweight="bold")
             _context_axis(ax, contexts)
             if log_y:
                 ax.set_yscale("log")
-                ax.set_ylim(finite.min() / 1.3, finite.max() * (4.0 if oom_stack else 1.5))
+                ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+                ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}"))
+                ax.yaxis.set_minor_formatter(NullFormatter())
+                ax.set_ylim(finite.min() / 1.3, finite.max() * (2.5 if oom_stack else 1.5))
             elif len(finite):
-                ax.set_ylim(0, finite.max() * (1.45 if oom_stack else 1.12))
+                ax.set_ylim(0, finite.max() * (1.25 if oom_stack else 1.12))
             ax.set_title(objective_label(obj) if len(objs) > 1 else f"{objective_label(obj)} training step")
             ax.set_xlabel("Context length (tokens)")
             if j == 0:
@@ -372,20 +401,21 @@ def _plot_vs_context(runs: pd.DataFrame, out_dir: Path, *, column: str, ylabel: 
         return _save(fig, out_dir, stem)
 
 
-def plot_latency(runs: pd.DataFrame, out_dir: Path) -> list[Path]:
+def plot_latency(runs: pd.DataFrame, out_dir: Path, table: pd.DataFrame | None = None) -> list[Path]:
     """Median training-step time (forward + backward + optimizer, ms) vs context length, one line per
     model, band p10..p90; OOM marked with an x at the top edge. Speed runs, else training runs.
-    Writes latency_vs_context.{png,svg}."""
+    ``table``: a precomputed `suite.analysis.latency_table(runs)`. Writes latency_vs_context.{png,svg}."""
     return _plot_vs_context(runs, out_dir, column="step_ms_median", ylabel="Training step time (ms, median)",
                             title="Training step latency vs context length", stem="latency_vs_context",
-                            band=("step_ms_p10", "step_ms_p90"))
+                            band=("step_ms_p10", "step_ms_p90"), table=table)
 
 
-def plot_memory(runs: pd.DataFrame, out_dir: Path) -> list[Path]:
+def plot_memory(runs: pd.DataFrame, out_dir: Path, table: pd.DataFrame | None = None) -> list[Path]:
     """Peak accelerator memory (GiB) of a training step vs context length; OOM marked with an x at
     the top edge. Writes memory_vs_context.{png,svg}."""
     return _plot_vs_context(runs, out_dir, column="peak_mem_gib", ylabel="Peak memory (GiB)",
-                            title="Peak training memory vs context length", stem="memory_vs_context")
+                            title="Peak training memory vs context length", stem="memory_vs_context",
+                            table=table)
 
 
 FIGURES = {"speedup_vs_context": "plot_speedup", "quality_vs_time": "plot_quality_vs_time",
@@ -394,13 +424,15 @@ FIGURES = {"speedup_vs_context": "plot_speedup", "quality_vs_time": "plot_qualit
 
 def plot_all(runs: pd.DataFrame, curves: pd.DataFrame | None, out_dir: Path) -> list[Path]:
     """Every figure that the data allows; returns the paths written."""
+    lat = latency_table(runs) if runs is not None and len(runs) else None
     out = []
     out += plot_speedup(runs, curves, out_dir)
     out += plot_quality_vs_time(runs, curves, out_dir)
-    out += plot_latency(runs, out_dir)
-    out += plot_memory(runs, out_dir)
+    out += plot_latency(runs, out_dir, table=lat)
+    out += plot_memory(runs, out_dir, table=lat)
     return out
 
 
-__all__ = ["MODEL_COLORS", "MODEL_MARKERS", "FIGURES", "model_color", "model_marker", "hardware_label",
+__all__ = ["MODEL_COLORS", "MODEL_MARKERS", "FIGURES", "model_color", "model_marker", "model_linestyle",
+           "hardware_label",
            "plot_speedup", "plot_quality_vs_time", "plot_latency", "plot_memory", "plot_all"]

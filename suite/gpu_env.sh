@@ -9,5 +9,5 @@ mkdir -p "${OUT:-/tmp/out}"
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
   python3 -c "import torch, triton, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda, 'cudnn', torch.backends.cudnn.version(), 'triton', triton.__version__)"
   python3 -c "import transformers; print('transformers', transformers.__version__)" 2>&1 | tail -1
-  git rev-parse HEAD 2>/dev/null; } > "${OUT:-/tmp/out}/env.txt" 2>&1
+  echo "commit ${FLASH_REPRO_COMMIT:-unknown}"; } > "${OUT:-/tmp/out}/env.txt" 2>&1
 cat "${OUT:-/tmp/out}/env.txt"

@@ -17,7 +17,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @functools.lru_cache(maxsize=1)
 def git_state() -> tuple[str, bool]:
-    """(commit, dirty) of the repository this code runs from; ("unknown", True) outside git."""
+    """(commit, dirty) of the repository this code runs from; ("unknown", True) outside git.
+
+    FLASH_REPRO_COMMIT overrides it, for copies of the tree without .git (the GPU machine).
+    """
+    if os.environ.get("FLASH_REPRO_COMMIT"):
+        return os.environ["FLASH_REPRO_COMMIT"], os.environ.get("FLASH_REPRO_DIRTY", "0") == "1"
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
                                 check=True, timeout=10).stdout.strip()

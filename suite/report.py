@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 
 from . import figures as F
-from .analysis import (BASELINES, context_label, latency_table, markdown_table, model_label, model_sort_key,
-                       objective_label, quality_table, speedup_table)
+from .analysis import (BASELINES, context_label, latency_table, markdown_table, model_sort_key, objective_label,
+                       quality_table, speedup_table, variant_label)
 from .schema import CURVE_COLUMNS, SUMMARY_COLUMNS
 
 
@@ -49,14 +49,21 @@ def load_results(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 # ------------------------------------------------------------------------------- markdown pivots
-def _fmt(v: float, digits: int = 3) -> str:
-    """Significant digits, but never scientific notation for ordinary magnitudes."""
+def _decimals(v: float, digits: int) -> int:
+    """Decimals that show ``digits`` significant digits of v (none for large numbers)."""
+    if v is None or not np.isfinite(v) or v == 0:
+        return 0
+    d = max(0, digits - 1 - int(math.floor(math.log10(abs(v)))))
+    if d > 0 and abs(round(v, d)) >= 10 ** (digits - d):      # 0.00999 -> 0.010, not 0.0100
+        d -= 1
+    return d
+
+
+def _fmt(v: float, digits: int = 3, decimals: int | None = None) -> str:
+    """Significant digits (or fixed decimals), never scientific notation; '-' for NaN."""
     if v is None or not np.isfinite(v):
         return "-"
-    if v == 0:
-        return "0"
-    decimals = max(0, digits - 1 - int(math.floor(math.log10(abs(v)))))
-    return f"{v:.{decimals}f}"
+    return f"{v:.{_decimals(v, digits) if decimals is None else decimals}f}"
 
 
 def _sections(tab: pd.DataFrame, extra: list[str] | None = None):
@@ -75,14 +82,14 @@ def _sections(tab: pd.DataFrame, extra: list[str] | None = None):
 
 
 def _pivot(sub: pd.DataFrame, cell) -> pd.DataFrame:
-    """Rows: models (paper order); columns: context lengths (1K style); cells from cell(row)."""
+    """Rows: variants (paper order of models); columns: context lengths (1K style); cells from cell(row)."""
     ctxs = sorted(pd.to_numeric(sub["context"], errors="coerce").dropna().astype(int).unique())
-    models = sorted(set(sub["model"].astype(str)), key=model_sort_key)
+    variants = sorted(set(sub["variant"].astype(str)), key=model_sort_key)
     data = []
-    for m in models:
-        line = {"model": model_label(m)}
+    for v in variants:
+        line = {"model": variant_label(v)}
         for c in ctxs:
-            r = sub[(sub["model"] == m) & (pd.to_numeric(sub["context"], errors="coerce") == c)]
+            r = sub[(sub["variant"] == v) & (pd.to_numeric(sub["context"], errors="coerce") == c)]
             line[context_label(c)] = cell(r.iloc[0]) if len(r) else "-"
         data.append(line)
     return pd.DataFrame(data, columns=["model"] + [context_label(c) for c in ctxs])
@@ -92,8 +99,9 @@ def _speedup_cell(r: pd.Series) -> str:
     if int(r["n_reached"]) == 0:
         return "not reached"
     text = f"{_fmt(r['speedup_mean'])}x"
-    if int(r["n_seeds"]) > 1 and np.isfinite(r["speedup_min"]):
-        text += f" [{_fmt(r['speedup_min'])}-{_fmt(r['speedup_max'])}]"
+    lo, hi = _fmt(r["speedup_min"]), _fmt(r["speedup_max"])
+    if int(r["n_reached"]) > 1 and lo != hi:
+        text += f" [{lo}-{hi}]"
     if not bool(r["reached_all"]):
         text += f" ({int(r['n_reached'])}/{int(r['n_seeds'])} seeds)"
     return text
@@ -106,11 +114,11 @@ def speedup_markdown(tab: pd.DataFrame) -> str:
     out = []
     for parts, label, sub in _sections(tab, extra=["baseline"]):
         base = parts["baseline"]
-        sub = sub[sub["model"] != base]
+        sub = sub[sub["variant"] != base]
         if sub.empty:
             continue
         n = int(sub["n_seeds"].max())
-        out.append(f"**{label}: training speedup over {model_label(base)} at equal quality** "
+        out.append(f"**{label}: training speedup over {variant_label(base)} at equal quality** "
                    f"(its final held-out loss; {n} seed{'s' if n != 1 else ''}"
                    f"{', [min-max]' if n > 1 else ''})\n")
         out.append(markdown_table(_pivot(sub, _speedup_cell)))
@@ -124,7 +132,8 @@ def latency_markdown(tab: pd.DataFrame) -> str:
     def step(r):
         if str(r["status"]) != "ok":
             return str(r["status"]).upper()
-        return _fmt(r["step_ms_median"], 4)
+        ms = r["step_ms_median"]
+        return _fmt(ms, decimals=1 if np.isfinite(ms) and abs(ms) >= 10 else 2)
     def mem(r):
         if str(r["status"]) != "ok":
             return str(r["status"]).upper()
@@ -149,9 +158,10 @@ def quality_markdown(tab: pd.DataFrame) -> str:
     if tab is None or tab.empty:
         return ""
     def cell(r):
-        text = _fmt(r["final_bpb_mean"], 4)
-        if int(r["n_seeds"]) > 1 and np.isfinite(r["final_bpb_std"]):
-            text += f" ± {_fmt(r['final_bpb_std'], 2)}"
+        mean, std = r["final_bpb_mean"], r["final_bpb_std"]
+        text = _fmt(mean, 4)
+        if int(r["n_seeds"]) > 1 and np.isfinite(std):
+            text += f" ± {_fmt(std, decimals=_decimals(mean, 4))}"      # same decimals as the mean
         return text
     out = []
     for _, label, sub in _sections(tab):
@@ -201,8 +211,8 @@ def write_report(folder: Path, runs: pd.DataFrame | None = None,
     figs = []
     for name, fn in (("speedup_vs_context", lambda: F.plot_speedup(runs, curves, figures_dir, table=speed)),
                      ("quality_vs_time", lambda: F.plot_quality_vs_time(runs, curves, figures_dir)),
-                     ("latency_vs_context", lambda: F.plot_latency(runs, figures_dir)),
-                     ("memory_vs_context", lambda: F.plot_memory(runs, figures_dir))):
+                     ("latency_vs_context", lambda: F.plot_latency(runs, figures_dir, table=lat)),
+                     ("memory_vs_context", lambda: F.plot_memory(runs, figures_dir, table=lat))):
         try:
             figs += fn()
         except Exception as exc:  # a broken figure must not cost the tables

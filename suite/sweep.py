@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+import time
 from typing import Any, Iterable
 
 from tqdm import tqdm
@@ -106,11 +107,13 @@ def execute(runs: list[RunConfig], store: ResultsStore, *, data_for=None, log=pr
                file=sys.stderr, dynamic_ncols=True, disable=None)
     for cfg in bar:
         bar.set_postfix_str(cfg.label(), refresh=True)
+        t0 = time.time()
         data = data_for(cfg) if (data_for is not None and cfg.kind == "train") else None
         summary, curve = run_one(cfg, data, progress=bar)
         summary["world_size"] = world
         store.write(summary, curve)
         counts[summary["status"]] = counts.get(summary["status"], 0) + 1
-        if summary["status"] != "ok":
-            log(f"{cfg.label()}: {summary['status']} ({summary['message']})")
+        log(f"[{time.strftime('%H:%M:%S')}] {cfg.label()}: {summary['status']} {summary['message']} "
+            f"step {summary.get('step_ms_median', float('nan')):.1f} ms, peak {summary.get('peak_mem_gib', float('nan')):.1f} GiB, "
+            f"run took {time.time() - t0:.0f} s")
     return counts
