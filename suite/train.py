@@ -86,11 +86,22 @@ def lr_factor(cfg: RunConfig, step: int, progress: float) -> float:
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
+def compile_model(model: torch.nn.Module) -> torch.nn.Module:
+    """torch.compile: our models layer by layer (identical layers share one compiled graph, so
+    compiling costs one layer's time, not 24), other models (peers) whole, as a user would."""
+    layers = getattr(model, "layers", None)
+    if isinstance(model, impl.layers.LanguageModel) and layers is not None:
+        for layer in layers:
+            layer.compile()
+        return model
+    return torch.compile(model)
+
+
 class Step:
     """One training step (forward, backward, clip, AdamW); returns the loss tensor."""
 
     def __init__(self, model, cfg: RunConfig, device: torch.device):
-        self.model = torch.compile(model) if cfg.compile else model
+        self.model = compile_model(model) if cfg.compile else model
         self.raw_model = model
         self.opt = make_optimizer(model, cfg, device)
         self.cfg, self.device = cfg, device
@@ -160,6 +171,9 @@ def run(cfg: RunConfig, data: Batches | None = None, *, progress=None) -> tuple[
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("--device cuda asked for, but PyTorch sees no CUDA device")
     data = data if data is not None else random_batches(cfg)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True  # float32 matmuls left outside autocast (FAVOR+ features)
+        torch.backends.cudnn.allow_tf32 = True
     summary = base_summary(cfg, device, data)
     curve: list[dict] = []
     step = None

@@ -25,16 +25,19 @@ QUAD_NORMS = ("max_len", "length")
 
 
 class ScaleOffset(nn.Module):
-    """h cheap per-dimension transforms of one shared Z: Z * gamma_i + beta_i."""
+    """h cheap per-dimension transforms of one shared Z: Z * gamma_i + beta_i.
+
+    Returns one tensor [h, ..., s] (heads first, so each head is contiguous for the matmuls).
+    """
 
     def __init__(self, s: int, heads: int):
         super().__init__()
         self.gamma = nn.Parameter(torch.randn(heads, s) * 0.02)
         self.beta = nn.Parameter(torch.zeros(heads, s))
 
-    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        out = z.unsqueeze(-2) * self.gamma + self.beta  # [..., heads, s]
-        return out.unbind(dim=-2)
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        shape = (self.gamma.shape[0],) + (1,) * (z.dim() - 1) + (self.gamma.shape[1],)
+        return torch.addcmul(self.beta.view(shape), z.unsqueeze(0), self.gamma.view(shape))
 
 
 class RelativePositionBias(nn.Module):
@@ -85,16 +88,16 @@ def mixed_chunk_attention(q_quad, k_quad, q_lin, k_lin, v, bias: torch.Tensor | 
         q_quad, k_quad, q_lin, k_lin, v = (F.pad(t, (0, 0, 0, pad)) for t in (q_quad, k_quad, q_lin, k_lin, v))
     qq, kq, ql, kl, vv = (t.reshape(B, G, C, t.shape[-1]) for t in (q_quad, k_quad, q_lin, k_lin, v))
     local = quadratic_attention(qq, kq, vv, bias, float(C), causal)  # [B, G, C, e]
-    acc = torch.promote_types(v.dtype, torch.float32)  # the state is kept in at least float32
-    kv = torch.matmul(kl.transpose(-1, -2).to(acc), vv.to(acc))  # [B, G, s, e]
+    kv = torch.matmul(kl.transpose(-1, -2), vv)  # [B, G, s, e]: each chunk's state
+    acc = torch.promote_types(kv.dtype, torch.float32)  # sums over chunks in at least float32
     if causal:
         # exclusive prefix sum over chunks, normalised by the number of tokens summed (g C)
-        kv = F.pad(kv.cumsum(dim=1)[:, :-1], (0, 0, 0, 0, 1, 0))
-        counts = torch.arange(G, device=v.device, dtype=kv.dtype).clamp_min(1) * C
-        kv = kv / counts.view(1, G, 1, 1)
-        glob = torch.matmul(ql.to(acc), kv)
+        kv = F.pad(kv.to(acc).cumsum(dim=1)[:, :-1], (0, 0, 0, 0, 1, 0))
+        counts = torch.arange(G, device=v.device, dtype=acc).clamp_min(1) * C
+        kv = (kv / counts.view(1, G, 1, 1)).to(ql.dtype)
     else:
-        glob = torch.matmul(ql.to(acc), kv.sum(dim=1, keepdim=True) / T)
+        kv = (kv.to(acc).sum(dim=1, keepdim=True) / T).to(ql.dtype)
+    glob = torch.matmul(ql, kv)  # under autocast: bf16 operands, the state already normalised
     out = local + glob.to(local.dtype)
     return out.reshape(B, G * C, -1)[:, :T]
 
@@ -149,10 +152,10 @@ class GAU(nn.Module):
 
     def qkv(self, x: torch.Tensor):
         u, v, z = F.silu(self.to_hidden(x)).split([self.e, self.e, self.s], dim=-1)
-        qk = self.scale_offset(z)
+        qk = self.scale_offset(z)  # [heads, B, T, s]
         if self.rope is not None:
-            qk = self.rope(*qk)
-        return u, v, qk
+            qk = self.rope(qk)[0]  # one pass over all heads
+        return u, v, qk.unbind(0)
 
     def gated_attention(self, x: torch.Tensor) -> torch.Tensor:
         T = x.shape[1]
