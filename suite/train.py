@@ -88,13 +88,18 @@ def lr_factor(cfg: RunConfig, step: int, progress: float) -> float:
 
 def compile_model(model: torch.nn.Module) -> torch.nn.Module:
     """torch.compile: our models layer by layer (identical layers share one compiled graph, so
-    compiling costs one layer's time, not 24), other models (peers) whole, as a user would."""
+    compiling costs one layer's time, not 24), other models (peers) whole, as a user would.
+
+    Static shapes (dynamic=False): on the H200, compiled FLASH ran 174 ms per step at 2K but
+    204-207 ms at 512, 8K and 32K once a second shape in the same process had triggered a
+    dynamic-shape recompile (results/NOTES.md).
+    """
     layers = getattr(model, "layers", None)
     if isinstance(model, impl.layers.LanguageModel) and layers is not None:
         for layer in layers:
-            layer.compile()
+            layer.compile(dynamic=False)
         return model
-    return torch.compile(model)
+    return torch.compile(model, dynamic=False)
 
 
 class Step:
