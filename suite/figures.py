@@ -422,6 +422,39 @@ FIGURES = {"speedup_vs_context": "plot_speedup", "quality_vs_time": "plot_qualit
            "latency_vs_context": "plot_latency", "memory_vs_context": "plot_memory"}
 
 
+def step_speedup_table(lat: pd.DataFrame, baseline: str = "transformer_plus_plus") -> pd.DataFrame:
+    """Per model: its fastest variant's step time divided into the fastest baseline variant's, per
+    (objective, context). Rows keep the latency table's columns, with `variant` = the model and the
+    ratio in `step_speedup`; a model whose variants all failed keeps their status."""
+    if lat is None or lat.empty:
+        return pd.DataFrame()
+    lat = lat.copy()
+    lat["_ms"] = pd.to_numeric(lat["step_ms_median"], errors="coerce")
+    rows = []
+    for (obj, ctx), g in lat.groupby(["objective", "context"], sort=False):
+        base = g.loc[g["model"].astype(str) == baseline, "_ms"].min()
+        for model, gm in g.groupby("model", sort=False):
+            ok = gm[gm["status"].astype(str) == "ok"]
+            row = (ok.loc[ok["_ms"].idxmin()] if len(ok) else gm.iloc[0]).copy()
+            row["variant"] = str(model)
+            row["step_speedup"] = base / row["_ms"] if len(ok) and np.isfinite(base) else np.nan
+            rows.append(row)
+    return pd.DataFrame(rows).drop(columns="_ms").reset_index(drop=True)
+
+
+def plot_step_speedup(runs: pd.DataFrame, out_dir: Path, table: pd.DataFrame | None = None) -> list[Path]:
+    """Step-time speedup of each model (its fastest variant) over the fastest Transformer++ variant."""
+    if runs is None or runs.empty:
+        return []
+    tab = step_speedup_table(latency_table(runs) if table is None else table)
+    if tab.empty or not pd.to_numeric(tab["step_speedup"], errors="coerce").notna().any():
+        return []
+    return _plot_vs_context(runs, out_dir, column="step_speedup", stem="step_speedup_vs_context",
+                            ylabel="Step-time speedup over the\nfastest Transformer++ (x)",
+                            title="Training-step speedup vs context length (each model's fastest variant)",
+                            table=tab)
+
+
 def plot_all(runs: pd.DataFrame, curves: pd.DataFrame | None, out_dir: Path) -> list[Path]:
     """Every figure that the data allows; returns the paths written."""
     lat = latency_table(runs) if runs is not None and len(runs) else None
@@ -430,6 +463,7 @@ def plot_all(runs: pd.DataFrame, curves: pd.DataFrame | None, out_dir: Path) -> 
     out += plot_quality_vs_time(runs, curves, out_dir)
     out += plot_latency(runs, out_dir, table=lat)
     out += plot_memory(runs, out_dir, table=lat)
+    out += plot_step_speedup(runs, out_dir, table=lat)
     return out
 
 

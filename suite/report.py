@@ -212,7 +212,8 @@ def write_report(folder: Path, runs: pd.DataFrame | None = None,
     for name, fn in (("speedup_vs_context", lambda: F.plot_speedup(runs, curves, figures_dir, table=speed)),
                      ("quality_vs_time", lambda: F.plot_quality_vs_time(runs, curves, figures_dir)),
                      ("latency_vs_context", lambda: F.plot_latency(runs, figures_dir, table=lat)),
-                     ("memory_vs_context", lambda: F.plot_memory(runs, figures_dir, table=lat))):
+                     ("memory_vs_context", lambda: F.plot_memory(runs, figures_dir, table=lat)),
+                     ("step_speedup_vs_context", lambda: F.plot_step_speedup(runs, figures_dir, table=lat))):
         try:
             figs += fn()
         except Exception as exc:  # a broken figure must not cost the tables
@@ -253,6 +254,9 @@ def main(argv: list[str] | None = None) -> int:
         print("no results folders (results/**/runs.csv); run python run_all.py first", file=sys.stderr)
         return 1
     for folder in folders:
+        if (folder / "runs").is_dir():  # rebuild the tables from the run files first
+            from .store import ResultsStore
+            ResultsStore(folder).consolidate()
         written = write_report(folder)
         print(summary_markdown(folder))
         for kind, paths in written.items():
