@@ -48,6 +48,11 @@ class RunConfig:
     overrides: tuple[tuple[str, Any], ...] = field(default_factory=tuple)  # extra model overrides
 
     def __post_init__(self):
+        # equal values must hash equally: 60 and 60.0 are the same budget
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.type == "float" and isinstance(value, int) and not isinstance(value, bool):
+                object.__setattr__(self, f.name, float(value))
         if self.objective not in OBJECTIVES:
             raise ValueError(f"unknown objective {self.objective!r}; valid: {', '.join(OBJECTIVES)}")
         if self.kind not in KINDS:

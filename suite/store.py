@@ -101,7 +101,7 @@ class ResultsStore:
 
     def tables(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         records = self.records()
-        runs = pd.DataFrame([r["summary"] for r in records])
+        runs = pd.DataFrame([{**r["summary"], "schema": r["schema"]} for r in records])
         curves = pd.DataFrame([row for r in records for row in r.get("curve", [])])
         runs = runs.reindex(columns=SUMMARY_COLUMNS + sorted(set(runs.columns) - set(SUMMARY_COLUMNS)))
         curves = curves.reindex(columns=CURVE_COLUMNS)
@@ -112,7 +112,8 @@ class ResultsStore:
     def consolidate(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Rebuild runs.csv and curves.csv from the run files; refuses to replace a foreign CSV."""
         runs, curves = self.tables()
-        for name, frame, first in (("runs.csv", runs, "run_id,schema"), ("curves.csv", curves, "run_id,model")):
+        tables = (("runs.csv", runs, "run_id,schema"), ("curves.csv", curves, "run_id,model"))
+        for name, _, first in tables:  # check both before writing either
             path = self.folder / name
             if path.exists():
                 with open(path) as f:
@@ -120,5 +121,6 @@ class ResultsStore:
                 if not head.startswith(first):
                     raise ResultsError(f"{path} is not a flash-repro results table (header {head.strip()[:60]!r}); "
                                        "move it away or choose another --out")
-            atomic_write_text(path, frame.to_csv(index=False))
+        for name, frame, _ in tables:
+            atomic_write_text(self.folder / name, frame.to_csv(index=False))
         return runs, curves

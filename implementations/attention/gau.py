@@ -81,13 +81,15 @@ def mixed_chunk_attention(q_quad, k_quad, q_lin, k_lin, v, bias: torch.Tensor | 
     K_lin = 0, so they add nothing, and their outputs are dropped.
     """
     B, T, _ = v.shape
-    C = chunk
+    C = min(chunk, T)  # a sequence shorter than one chunk is one chunk of T tokens (no padding) ...
     G = -(-T // C)
     pad = G * C - T
     if pad:
         q_quad, k_quad, q_lin, k_lin, v = (F.pad(t, (0, 0, 0, pad)) for t in (q_quad, k_quad, q_lin, k_lin, v))
     qq, kq, ql, kl, vv = (t.reshape(B, G, C, t.shape[-1]) for t in (q_quad, k_quad, q_lin, k_lin, v))
-    local = quadratic_attention(qq, kq, vv, bias, float(C), causal)  # [B, G, C, e]
+    if bias is not None:
+        bias = bias[:C, :C]
+    local = quadratic_attention(qq, kq, vv, bias, float(chunk), causal)  # ... still normalised by 1/chunk
     kv = torch.matmul(kl.transpose(-1, -2), vv)  # [B, G, s, e]: each chunk's state
     acc = torch.promote_types(kv.dtype, torch.float32)  # sums over chunks in at least float32
     if causal:

@@ -1,0 +1,1 @@
+"""Microbenchmarks (pytest-benchmark); not part of the default test run: see bench_attention.py."""
