@@ -2,18 +2,18 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
 
 import implementations as impl
 
+from . import distributed as D
 from . import provenance
 from .data import DataError
 from .presets import PRESETS
 from .store import ResultsError, ResultsStore
-from .sweep import UsageError, execute, expand, get_preset
+from .sweep import UsageError, check_ddp, execute, expand, get_preset
 
 
 def _list(kind):
@@ -55,6 +55,9 @@ def parser() -> argparse.ArgumentParser:
                    "implementations (Hugging Face Llama, flash-pytorch); or name them in --models as peer:NAME")
     p.add_argument("--sdpa-backend", choices=["cudnn", "flash", "efficient", "math"],
                    help="force one PyTorch SDPA backend (default: PyTorch's choice)")
+    p.add_argument("--ddp", action="store_true", help="under torchrun: train each run data-parallel over all "
+                   "processes (DistributedDataParallel; --tokens-per-step stays the global batch) instead of "
+                   "sharing the runs out, one process per run")
     p.add_argument("--out", help="results folder (default results/<platform>/<preset>)")
     p.add_argument("--dry-run", action="store_true", help="list the runs and exit")
     p.add_argument("--list", action="store_true", help="list presets and models and exit")
@@ -94,31 +97,50 @@ def _main(args) -> int:
         if not torch.cuda.is_available():
             raise UsageError(f"preset {args.preset!r} runs on {device}, but PyTorch sees no CUDA device; "
                              "add --device cpu to run it here (slowly)")
-    out = Path(args.out) if args.out else Path(provenance.ROOT) / "results" / provenance.platform_slug(device) / args.preset
+    default_name = args.preset
+    if args.ddp and D.world_size() > 1:  # data-parallel runs keep their run_id: not in the same folder by default
+        default_name += f"-ddp{D.world_size()}"
+    out = Path(args.out) if args.out else Path(provenance.ROOT) / "results" / provenance.platform_slug(device) / default_name
     if args.dry_run:
         for r in runs:
             print(r.run_id, r.label(), f"size={r.size} batch={r.batch_size} compile={r.compile}")
         print(f"{len(runs)} runs -> {out}")
         return 0
+    if args.ddp:
+        check_ddp(runs, D.world_size())
+    # under torchrun every process joins the group now, and leaves it at the end
+    D.init_from_env(device)
+    try:
+        return _sweep(args, runs, out)
+    finally:
+        D.destroy()
+
+
+def _sweep(args, runs, out: Path) -> int:
+    """Execute the runs (this process's share, or all of them data-parallel), then, on rank 0 only,
+    consolidate the results and write the report once every process is done."""
     store = ResultsStore(out)
     data_for = None
     if any(r.kind == "train" for r in runs):
         from .batches import corpus_batches, tokenized
         for r in runs:  # load and check the data before any training starts
             if r.kind == "train":
-                tokenized(r.corpus, r.tokenizer, r.bpe_vocab, args.eltec_path)
+                train, val, _, _ = tokenized(r.corpus, r.tokenizer, r.bpe_vocab, args.eltec_path)
+                for split, data in (("training", train), ("validation", val)):
+                    if len(data) < r.context + 1:
+                        raise UsageError(f"{r.label()}: the {split} split of {r.corpus!r} has {len(data):,} "
+                                         f"tokens, fewer than one window of context + 1 = {r.context + 1:,}")
         data_for = lambda cfg: corpus_batches(cfg, args.eltec_path)  # noqa: E731
     t0 = time.time()
-    print(f"{len(runs)} runs of preset {args.preset!r} -> {out}", file=sys.stderr)
-    counts = execute(runs, store, data_for=data_for, log=lambda m: print(m, file=sys.stderr))
-    rank = int(os.environ.get("RANK", 0))
-    if rank != 0:
+    world = D.world_size()
+    if D.is_main():
+        how = "" if world == 1 else (f", data-parallel over {world} processes" if args.ddp
+                                     else f", shared out over {world} processes")
+        print(f"{len(runs)} runs of preset {args.preset!r}{how} -> {out}", file=sys.stderr)
+    counts = execute(runs, store, data_for=data_for, log=lambda m: print(m, file=sys.stderr), ddp=args.ddp)
+    D.barrier()  # every process's runs are recorded before rank 0 writes the report
+    if not D.is_main():
         return 0
-    if int(os.environ.get("WORLD_SIZE", 1)) > 1:
-        import torch.distributed as dist  # wait for the other processes' runs before the report
-        if dist.is_available() and not dist.is_initialized():
-            dist.init_process_group("gloo")
-        dist.barrier()
     runs_df, curves_df = store.consolidate()
     from .report import summary_markdown, write_report
     written = write_report(out, runs_df, curves_df)

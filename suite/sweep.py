@@ -1,13 +1,14 @@
 """Expanding a preset into runs, checking them up front, and executing them resumably.
 
-Under `torchrun`, each process takes its share of the runs (run i goes to rank i mod world size);
-every finished run is one atomically written file in the results store, so processes never write
-the same file, a killed sweep loses at most the runs in flight, and a restart skips what is done.
+Under `torchrun`, each process takes its share of the runs (run i goes to rank i mod world size)
+on its own GPU (cuda:LOCAL_RANK); every finished run is one atomically written file in the results
+store, so processes never write the same file, a killed sweep loses at most the runs in flight, and
+a restart skips what is done. With `ddp=True` every process takes part in every run instead
+(data-parallel training, DistributedDataParallel) and rank 0 alone writes the results.
 """
 from __future__ import annotations
 
 import dataclasses
-import os
 import sys
 import time
 from typing import Any, Iterable
@@ -16,6 +17,7 @@ from tqdm import tqdm
 
 import implementations as impl
 
+from . import distributed as D
 from . import peers
 from .presets import PRESETS, Preset
 from .runs import RunConfig
@@ -87,33 +89,105 @@ def check(runs: Iterable[RunConfig]) -> None:
             raise UsageError(f"{r.label()}: {exc}") from None
 
 
-def distributed_share(runs: list[RunConfig]) -> tuple[list[RunConfig], int, int]:
-    """This process's runs under torchrun (RANK / WORLD_SIZE), else all of them."""
-    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    return runs[rank::world], rank, world
+def distributed_share(runs: list[RunConfig], rank: int | None = None, world: int | None = None, *,
+                       ddp: bool = False) -> tuple[list[RunConfig], int, int]:
+    """(this process's runs, rank, world size). Sharding (the default under torchrun): run i goes to
+    rank i mod world size, a fixed assignment that does not depend on what is already finished, so
+    no two processes ever take the same run. With `ddp`, or without torchrun: all of them.
+    `rank` and `world` default to torchrun's RANK and WORLD_SIZE."""
+    rank = D.rank() if rank is None else rank
+    world = D.world_size() if world is None else world
+    if not 0 <= rank < world:
+        raise ValueError(f"rank {rank} outside a world of {world} process(es)")
+    return (list(runs) if ddp else runs[rank::world]), rank, world
 
 
-def execute(runs: list[RunConfig], store: ResultsStore, *, data_for=None, log=print) -> dict[str, int]:
-    """Run what is not finished yet; returns counts by status (and 'skipped')."""
+def check_ddp(runs: Iterable[RunConfig], world: int) -> None:
+    """Refuse, up front, a data-parallel run whose batch does not split evenly over the processes."""
+    for r in runs:
+        if r.batch_size % world:
+            raise UsageError(f"{r.label()}: --ddp splits the batch of {r.batch_size} sequences "
+                             f"(tokens per step {r.tokens_per_step} / context {r.context}) over {world} processes; "
+                             f"choose --tokens-per-step so that the batch is a multiple of {world}")
+
+
+def execute(runs: list[RunConfig], store: ResultsStore, *, data_for=None, log=print,
+            ddp: bool = False) -> dict[str, int]:
+    """Run what is not finished yet; returns counts by status (and 'skipped').
+
+    Under torchrun the process group must be initialised (suite.distributed.init_from_env) on every
+    rank before this is called; every rank must call it.
+    """
+    rank, world = D.rank(), D.world_size()
+    if ddp and world > 1 and not D.is_initialized():
+        raise RuntimeError("data-parallel execution needs the process group: call suite.distributed.init_from_env() first")
+    if rank == 0:  # one process moves damaged files aside, before anyone writes
+        store.finished()
+        for line in store.quarantine_problems():
+            log(f"warning: damaged results file: {line}")
+    D.barrier()
     done = store.finished()
-    for line in store.quarantine_problems():
-        log(f"warning: damaged results file: {line}")
-    mine, rank, world = distributed_share(runs)
+    mine, rank, world = distributed_share(runs, rank, world, ddp=ddp)
     todo = [r for r in mine if r.run_id not in done]
+    if ddp and world > 1:  # every rank must take part in the same runs: rank 0's view of the store decides
+        todo = [r for r in mine if r.run_id in set(D.broadcast_object([r.run_id for r in todo]))]
     counts = {"skipped": len(mine) - len(todo)}
     from .train import run as run_one
 
-    bar = tqdm(todo, desc=f"runs (rank {rank}/{world})" if world > 1 else "runs", unit="run",
-               file=sys.stderr, dynamic_ncols=True, disable=None)
+    quiet = ddp and rank != 0  # in data-parallel runs rank 0 speaks for all
+    bar = tqdm(todo, desc=f"runs (rank {rank}/{world})" if world > 1 and not ddp else "runs", unit="run",
+               file=sys.stderr, dynamic_ncols=True, disable=True if quiet else None)
+    fresh = []  # (summary, curve) of the runs this process recorded
     for cfg in bar:
         bar.set_postfix_str(cfg.label(), refresh=True)
         t0 = time.time()
-        data = data_for(cfg) if (data_for is not None and cfg.kind == "train") else None
-        summary, curve = run_one(cfg, data, progress=bar)
-        summary["world_size"] = world
-        store.write(summary, curve)
+        data = None
+        if data_for is not None and cfg.kind == "train":
+            # each rank draws its part of the global batch: tokens_per_step / world tokens
+            data = data_for(dataclasses.replace(cfg, tokens_per_step=cfg.tokens_per_step // world)
+                            if ddp and world > 1 else cfg)
+        summary, curve = run_one(cfg, data, progress=bar, ddp=ddp)
+        summary["rank"] = rank
+        if ddp and world > 1:
+            summary.update(_agree_on_status(summary))
+        else:
+            summary["world_size"] = 1  # processes that trained this run (not the size of the launch)
+        if not ddp or rank == 0:
+            store.write(summary, curve)
+            fresh.append((summary, curve))
         counts[summary["status"]] = counts.get(summary["status"], 0) + 1
-        log(f"[{time.strftime('%H:%M:%S')}] {cfg.label()}: {summary['status']} {summary['message']} "
-            f"step {summary.get('step_ms_median', float('nan')):.1f} ms, peak {summary.get('peak_mem_gib', float('nan')):.1f} GiB, "
-            f"run took {time.time() - t0:.0f} s")
+        if not quiet:
+            log(f"[{time.strftime('%H:%M:%S')}] {cfg.label()}: {summary['status']} {summary['message']} "
+                f"step {summary.get('step_ms_median', float('nan')):.1f} ms, "
+                f"peak {summary.get('peak_mem_gib', float('nan')):.1f} GiB, run took {time.time() - t0:.0f} s"
+                + (f" (rank {rank}/{world})" if world > 1 and not ddp else ""))
+    if world > 1 and not ddp:
+        _collect_on_main(store, fresh, counts)
     return counts
+
+
+def _agree_on_status(summary: dict[str, Any]) -> dict[str, Any]:
+    """Data-parallel run: a failure on any rank is the run's outcome (rank 0 writes the record)."""
+    seen = D.all_gather_object((summary["status"], summary["message"]))
+    for r, (status, message) in enumerate(seen):
+        if status != "ok":
+            return {"status": status, "message": f"rank {r}: {message}" if r else message}
+    return {}
+
+
+def _collect_on_main(store: ResultsStore, fresh: list, counts: dict[str, int]) -> None:
+    """Sharded sweep: rank 0 gets every rank's new records and writes those its results folder lacks,
+    so the report is complete when the nodes of a multi-node launch share no file system (on one
+    node, or on a shared file system, the files are already there). Rank 0's counts become the
+    sweep's. Every rank must call this."""
+    gathered = D.gather_to_main({"records": fresh, "counts": counts})
+    if gathered is None:
+        return
+    for r, part in enumerate(gathered):
+        if r == 0:
+            continue
+        for summary, curve in part["records"]:
+            if not store.path(summary["run_id"]).exists():
+                store.write(summary, curve)
+        for k, v in part["counts"].items():
+            counts[k] = counts.get(k, 0) + v

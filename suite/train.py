@@ -2,14 +2,20 @@
 
 Every outcome is a result: out-of-memory, a non-finite loss or divergence end the run and are
 recorded with their status, never raised to the sweep.
+
+Data-parallel (`ddp=True` under torchrun): every process builds the same model, wraps it in
+DistributedDataParallel and draws its own 1/world of each global batch (tokens_per_step stays the
+global number); the loss and the step time are averaged over the processes every step, so every
+process takes the same decisions (time budget, evaluations, divergence) and none waits for ever.
 """
 from __future__ import annotations
 
 import gc
+import inspect
 import json
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -17,6 +23,7 @@ import torch
 import implementations as impl
 from implementations.flops import train_flops_per_token
 
+from . import distributed as D
 from . import peers, provenance
 from .hardware import peak_tflops
 from .objectives import IGNORE_INDEX as IGNORE
@@ -103,14 +110,34 @@ def compile_model(model: torch.nn.Module) -> torch.nn.Module:
 
 
 class Step:
-    """One training step (forward, backward, clip, AdamW); returns the loss tensor."""
+    """One training step (forward, backward, clip, AdamW); returns the loss tensor.
 
-    def __init__(self, model, cfg: RunConfig, device: torch.device):
-        self.model = compile_model(model) if cfg.compile else model
+    `ddp`: under torchrun with more than one process, the (compiled) model is wrapped in
+    DistributedDataParallel (gradients averaged over the processes in the backward pass);
+    evaluation uses the unwrapped model and splits the evaluation batches over the processes.
+    """
+
+    def __init__(self, model, cfg: RunConfig, device: torch.device, ddp: bool = False):
+        self.eval_model = compile_model(model) if cfg.compile else model
+        self.world = D.world_size() if ddp and D.is_initialized() else 1
+        self.model = self.eval_model
+        if self.world > 1:
+            DDP = torch.nn.parallel.DistributedDataParallel
+            # buffers (RoPE tables, ...) are the same on every rank: no broadcast before every forward
+            # (PyTorch >= 2.13 names this forward_sync_buffers, and deprecates broadcast_buffers)
+            no_sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(DDP).parameters
+                       else {"broadcast_buffers": False})
+            self.model = DDP(self.eval_model, device_ids=[device.index] if device.type == "cuda" else None, **no_sync)
         self.raw_model = model
         self.opt = make_optimizer(model, cfg, device)
         self.cfg, self.device = cfg, device
         self.amp = cfg.precision == "bf16"
+
+    def synced(self, loss: torch.Tensor, dt: float) -> tuple[float, float]:
+        """(loss, step seconds) averaged over the processes: the same numbers on every rank."""
+        both = torch.stack([loss.float(), torch.tensor(dt, dtype=torch.float32, device=loss.device)])
+        loss_mean, dt_mean = (D.all_reduce_sum(both) / self.world).tolist()
+        return loss_mean, dt_mean
 
     def __call__(self, inputs: torch.Tensor, targets: torch.Tensor, lr_scale: float = 1.0) -> torch.Tensor:
         for group in self.opt.param_groups:
@@ -126,17 +153,25 @@ class Step:
         return loss.detach()
 
     @torch.no_grad()
-    def evaluate(self, batches) -> float:
-        self.model.eval()
+    def evaluate(self, batches, *, local: bool = False) -> float:
+        """Mean held-out loss per token; data-parallel: each rank takes every world-th batch and the
+        sums are added up (every rank must call it then, unless `local`)."""
+        split = self.world > 1 and not local
+        if split:
+            batches = batches[D.rank()::self.world]
+        self.eval_model.eval()
         total, count = 0.0, 0
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp), \
                 sdpa_context(self.cfg.sdpa_backend):
             for inputs, targets in batches:
                 inputs, targets = inputs.to(self.device), targets.to(self.device)
                 n = int((targets != IGNORE).sum())
-                total += float(loss_fn(self.model(inputs), targets)) * n
+                total += float(loss_fn(self.eval_model(inputs), targets)) * n
                 count += n
-        self.model.train()
+        self.eval_model.train()
+        if split:
+            sums = D.all_reduce_sum(torch.tensor([total, float(count)], dtype=torch.float64, device=self.device))
+            total, count = sums.tolist()
         return total / max(count, 1)
 
 
@@ -164,22 +199,34 @@ def speed_numbers(summary: dict[str, Any], ms: list[float], device: torch.device
     out["timed_steps"] = len(ms)
     out["tokens_per_s"] = tokens / (out["step_ms_median"] / 1e3) if ms else float("nan")
     out["model_tflops"] = summary["train_flops_per_token"] * out["tokens_per_s"] / 1e12
-    out["mfu"] = out["model_tflops"] / summary["peak_tflops"] if summary["peak_tflops"] == summary["peak_tflops"] else float("nan")
+    peak = summary["peak_tflops"] * summary.get("world_size", 1)  # data-parallel: every process's GPU
+    out["mfu"] = out["model_tflops"] / peak if peak == peak else float("nan")
     if device.type == "cuda":
         out["peak_mem_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
     return out
 
 
-def run(cfg: RunConfig, data: Batches | None = None, *, progress=None) -> tuple[dict[str, Any], list[dict]]:
-    """Execute one run; returns (summary row, learning curve rows)."""
-    device = torch.device(cfg.device)
+def run(cfg: RunConfig, data: Batches | None = None, *, progress=None,
+        ddp: bool = False) -> tuple[dict[str, Any], list[dict]]:
+    """Execute one run; returns (summary row, learning curve rows).
+
+    Under torchrun, "cuda" means this process's GPU, cuda:LOCAL_RANK. `ddp`: data-parallel over all
+    processes (every rank must call it with the same run); `data` then yields this rank's part of
+    each batch (tokens_per_step / world tokens), and the summary counts global tokens.
+    """
+    device = torch.device(D.resolve_device(cfg.device))
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("--device cuda asked for, but PyTorch sees no CUDA device")
-    data = data if data is not None else random_batches(cfg)
+    world = D.world_size() if ddp and D.is_initialized() else 1
+    if data is None:  # random tokens: this rank's part of the batch
+        data = random_batches(cfg if world == 1 else replace(cfg, tokens_per_step=cfg.tokens_per_step // world))
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True  # float32 matmuls left outside autocast (FAVOR+ features)
         torch.backends.cudnn.allow_tf32 = True
     summary = base_summary(cfg, device, data)
+    summary["world_size"] = world
+    if world > 1:
+        summary["batch_size_per_rank"] = cfg.batch_size // world
     curve: list[dict] = []
     step = None
     try:
@@ -187,8 +234,9 @@ def run(cfg: RunConfig, data: Batches | None = None, *, progress=None) -> tuple[
             torch.cuda.reset_peak_memory_stats(device)
         model = build(cfg, data.vocab_size, device)
         summary["n_params"] = sum(p.numel() for p in model.parameters())
-        step = Step(model, cfg, device)
-        gen = torch.Generator().manual_seed(cfg.seed + 1)
+        step = Step(model, cfg, device, ddp=ddp)
+        # data-parallel: a different stream of batches on every rank (rank 0's is the single-process one)
+        gen = torch.Generator().manual_seed(cfg.seed + 1 + 1_000_003 * (D.rank() if world > 1 else 0))
         if cfg.kind == "speed":
             inputs, targets = (t.to(device) for t in data.sample(gen))
             ms = time_steps(lambda: step(inputs, targets), device, warmup=cfg.warmup_timing_steps,
@@ -224,7 +272,7 @@ def train(cfg: RunConfig, step: Step, data: Batches, gen: torch.Generator, devic
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=step.amp):
             loss_fn(step.model(inputs), targets).backward()
         step.opt.zero_grad(set_to_none=True)
-        step.evaluate(eval_batches[:1])
+        step.evaluate(eval_batches[:1], local=True)
     eval_points = [cfg.budget_s * (i + 1) / cfg.evals for i in range(cfg.evals)]
     ms: list[float] = []
     out: dict[str, Any] = {"status": "ok"}
@@ -246,6 +294,8 @@ def train(cfg: RunConfig, step: Step, data: Batches, gen: torch.Generator, devic
         loss = step(inputs, targets, lr_factor(cfg, n, max(n / cfg.max_steps, train_time / cfg.budget_s)))
         loss_value = float(loss)  # synchronises
         dt = time.perf_counter() - t0
+        if step.world > 1:  # data-parallel: the same numbers, so the same decisions, on every rank
+            loss_value, dt = step.synced(loss, dt)
         train_time += dt
         ms.append(dt * 1e3)
         n += 1

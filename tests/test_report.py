@@ -16,7 +16,8 @@ DEVICE = "NVIDIA H200 (synthetic)"
 MODELS = {"transformer_plus_plus": 1.0, "flash_quad": 1.4, "flash": 2.0}   # learning rate multipliers
 CONTEXTS = (512, 1024)
 OBJECTIVES = ("clm", "mlm")
-FIGURE_STEMS = ("speedup_vs_context", "quality_vs_time", "latency_vs_context", "memory_vs_context")
+FIGURE_STEMS = ("speedup_vs_context", "quality_vs_time", "latency_vs_context", "memory_vs_context",
+                "step_speedup_vs_context")
 
 
 def make_runs(rows: list[dict]) -> pd.DataFrame:
@@ -125,7 +126,9 @@ def test_write_report_with_missing_data_skips_without_crashing(tmp_path):
         warnings.simplefilter("error")
         written = write_report(folder)
     names = {p.name for p in written["figures"]}
-    assert names == {"latency_vs_context.png", "latency_vs_context.svg"}     # no memory numbers, no curves
+    # no memory numbers, no curves: latency, and the step-time ratio derived from it
+    assert names == {"latency_vs_context.png", "latency_vs_context.svg",
+                     "step_speedup_vs_context.png", "step_speedup_vs_context.svg"}
     assert "from training runs" in (folder / "tables" / "latency.md").read_text()
     speed = pd.read_csv(folder / "tables" / "speedup.csv")                 # final losses, no curves: only the baseline
     assert set(speed.loc[speed["reached_all"], "model"]) == {"transformer_plus_plus"}
@@ -146,7 +149,7 @@ def test_report_from_frames_and_unknown_model(tmp_path):
     extra_curves = curves[curves["model"] == "flash"].assign(
         model="my_new_model", run_id=lambda d: d["run_id"].str.replace("flash", "mine"))
     written = write_report(tmp_path, pd.concat([runs, extra]), pd.concat([curves, extra_curves]))
-    assert len(written["figures"]) == 8
+    assert len(written["figures"]) == 2 * len(FIGURE_STEMS)
     assert "my_new_model" in (tmp_path / "tables" / "quality.md").read_text()
 
 
