@@ -26,9 +26,9 @@ class Preset:
 
 PRESETS: dict[str, Preset] = {
     "smoke": Preset(
-        description="CPU demonstration: all seven models, tiny size, Shakespeare, causal LM, ~4 minutes on 2 cores",
+        description="CPU demonstration: all seven models, tiny size, Shakespeare, causal LM, ~3 minutes on 2 cores",
         models=SEVEN, groups=[("clm", [64, 256])],
-        base=dict(kind="train", size="tiny", tokens_per_step=2048, budget_s=6.0, lr=3e-3, warmup_steps=10,
+        base=dict(kind="train", size="tiny", tokens_per_step=2048, budget_s=10.0, lr=3e-3, warmup_steps=10,
                   evals=4, eval_tokens=16384, corpus="shakespeare", device="cpu", precision="fp32"),
     ),
     "gpu-speed": Preset(
