@@ -159,13 +159,15 @@ class GAU(nn.Module):
             qk = self.rope(qk)[0]  # one pass over all heads
         return u, v, qk.unbind(0)
 
+    def quad_bias_and_norm(self, T: int) -> tuple[torch.Tensor | None, float]:
+        """FLASH-Quad's relative bias [T, T] and score normaliser (max_len, or the paper's T)."""
+        bias = self.rel_pos_bias(T) if self.rel_pos_bias is not None else None
+        return bias, float(self.max_len if self.quad_norm == "max_len" else T)
+
     def gated_attention(self, x: torch.Tensor) -> torch.Tensor:
-        T = x.shape[1]
         u, v, qk = self.qkv(x)
         if self.attention == "quad":
-            bias = self.rel_pos_bias(T) if self.rel_pos_bias is not None else None
-            norm = float(self.max_len if self.quad_norm == "max_len" else T)
-            out = quadratic_attention(*qk, v, bias, norm, self.causal)
+            out = quadratic_attention(*qk, v, *self.quad_bias_and_norm(x.shape[1]), self.causal)
         else:
             bias = self.rel_pos_bias(self.chunk) if self.rel_pos_bias is not None else None
             out = mixed_chunk_attention(*qk, v, bias, self.chunk, self.causal)
@@ -173,12 +175,9 @@ class GAU(nn.Module):
 
     def effective_attention(self, x: torch.Tensor) -> torch.Tensor:
         """The dense T x T attention matrix this layer applies to V (the test reference)."""
-        T = x.shape[1]
         _, _, qk = self.qkv(x)
         if self.attention == "quad":
-            bias = self.rel_pos_bias(T) if self.rel_pos_bias is not None else None
-            norm = float(self.max_len if self.quad_norm == "max_len" else T)
-            return relu2_scores(*qk, bias, norm, self.causal)
+            return relu2_scores(*qk, *self.quad_bias_and_norm(x.shape[1]), self.causal)
         w = self.rel_pos_bias.weight if self.rel_pos_bias is not None else None
 
         def bias_fn(i, j):

@@ -4,10 +4,9 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
-from ..layers.rope import RotaryEmbedding
+from .heads import HeadAttention
 
 KERNELS = ("sdpa", "materialized")
 
@@ -22,26 +21,14 @@ def materialized_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, ca
     return torch.einsum("bhts,bhsd->bhtd", scores.softmax(dim=-1), v)
 
 
-class MultiHeadAttention(nn.Module):
+class MultiHeadAttention(HeadAttention):
     def __init__(self, d: int, n_heads: int, *, causal: bool, rope: bool, kernel: str = "sdpa"):
-        super().__init__()
-        if d % n_heads:
-            raise ValueError(f"d_model {d} is not divisible by n_heads {n_heads}")
         if kernel not in KERNELS:
             raise ValueError(f"unknown attention kernel {kernel!r}; valid: {', '.join(KERNELS)}")
-        self.n_heads, self.head_dim = n_heads, d // n_heads
-        self.qkv = nn.Linear(d, 3 * d, bias=False)
-        self.out = nn.Linear(d, d, bias=False)
-        self.rope = RotaryEmbedding(self.head_dim) if rope else None
-        self.causal, self.kernel = causal, kernel
+        super().__init__(d, n_heads, causal=causal, rope=rope)
+        self.kernel = kernel
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, T, _ = x.shape
-        q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        if self.rope is not None:
-            q, k = self.rope(q, k)
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         if self.kernel == "sdpa":
-            o = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal)
-        else:
-            o = materialized_attention(q, k, v, self.causal)
-        return self.out(o.transpose(1, 2).reshape(B, T, -1))
+            return F.scaled_dot_product_attention(q, k, v, is_causal=self.causal)
+        return materialized_attention(q, k, v, self.causal)

@@ -35,9 +35,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..attention.heads import HeadAttention
 from ..config import ModelConfig
 from ..flops import attention_pair
-from ..layers.rope import RotaryEmbedding
 from ..registry import FidelityNote, ModelSpec, register_model
 from .transformer import COMMON_NOTES, build_transformer, n_heads, transformer_flops
 
@@ -134,28 +134,17 @@ def combiner_dense_probabilities(q: torch.Tensor, k: torch.Tensor, *, causal: bo
     return p_direct + p_region @ p_in_region  # abstraction mass spread over its row
 
 
-class CombinerAttention(nn.Module):
+class CombinerAttention(HeadAttention):
     """Multi-head Combiner attention with MultiHeadAttention's projections (and RoPE on q, k)."""
 
     def __init__(self, d: int, n_heads: int, *, causal: bool, block: int, rope: bool = True):
-        super().__init__()
-        if d % n_heads:
-            raise ValueError(f"d_model {d} is not divisible by n_heads {n_heads}")
         if block < 1:
             raise ValueError(f"combiner block must be >= 1, got {block}")
-        self.n_heads, self.head_dim = n_heads, d // n_heads
-        self.qkv = nn.Linear(d, 3 * d, bias=False)
-        self.out = nn.Linear(d, d, bias=False)
-        self.rope = RotaryEmbedding(self.head_dim) if rope else None
-        self.causal, self.block = causal, block
+        super().__init__(d, n_heads, causal=causal, rope=rope)
+        self.block = block
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, T, _ = x.shape
-        q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        if self.rope is not None:
-            q, k = self.rope(q, k)
-        o = combiner_attention(q, k, v, causal=self.causal, block=self.block)
-        return self.out(o.transpose(1, 2).reshape(B, T, -1))
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return combiner_attention(q, k, v, causal=self.causal, block=self.block)
 
 
 def build_combiner(cfg: ModelConfig) -> nn.Module:

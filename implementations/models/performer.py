@@ -39,9 +39,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..attention.heads import HeadAttention
 from ..config import ModelConfig
 from ..flops import attention_pair
-from ..layers.rope import RotaryEmbedding
 from ..registry import FidelityNote, ModelSpec, register_model
 from .transformer import COMMON_NOTES, build_transformer, n_heads, transformer_flops
 
@@ -146,7 +146,7 @@ def causal_linear_attention_reference(phi_q: torch.Tensor, phi_k: torch.Tensor, 
 
 # ----------------------------------------------------------------------------- the attention layer
 
-class FavorAttention(nn.Module):
+class FavorAttention(HeadAttention):
     """Multi-head FAVOR+ attention with RoPE on q and k before the feature map.
 
     Same projections as `MultiHeadAttention`: qkv Linear(d, 3d), out Linear(d, d), no biases.
@@ -154,18 +154,12 @@ class FavorAttention(nn.Module):
 
     def __init__(self, d: int, n_heads: int, *, causal: bool, n_features: int = 256, chunk: int = 64,
                  rope: bool = True):
-        super().__init__()
-        if d % n_heads:
-            raise ValueError(f"d_model {d} is not divisible by n_heads {n_heads}")
         if not isinstance(n_features, int) or n_features < 1:
             raise ValueError(f"n_features must be a positive int, got {n_features!r}")
         if not isinstance(chunk, int) or chunk < 1:
             raise ValueError(f"causal_chunk must be a positive int, got {chunk!r}")
-        self.n_heads, self.head_dim = n_heads, d // n_heads
-        self.n_features, self.chunk, self.causal = n_features, chunk, causal
-        self.qkv = nn.Linear(d, 3 * d, bias=False)
-        self.out = nn.Linear(d, d, bias=False)
-        self.rope = RotaryEmbedding(self.head_dim) if rope else None
+        super().__init__(d, n_heads, causal=causal, rope=rope)
+        self.n_features, self.chunk = n_features, chunk
         self.register_buffer("features", orthogonal_gaussian_features(n_features, self.head_dim))
 
     @torch.no_grad()
@@ -184,14 +178,6 @@ class FavorAttention(nn.Module):
             if self.causal:
                 return causal_linear_attention(phi_q, phi_k, v, self.chunk)
             return bidirectional_linear_attention(phi_q, phi_k, v)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, T, _ = x.shape
-        q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        if self.rope is not None:
-            q, k = self.rope(q, k)
-        o = self.attend(q, k, v).to(v.dtype)
-        return self.out(o.transpose(1, 2).reshape(B, T, -1))
 
 
 def redraw_all_features(model: nn.Module, generator: torch.Generator | None = None) -> int:
