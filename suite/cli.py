@@ -59,6 +59,8 @@ def parser() -> argparse.ArgumentParser:
                    "processes (DistributedDataParallel; --tokens-per-step stays the global batch) instead of "
                    "sharing the runs out, one process per run")
     p.add_argument("--out", help="results folder (default results/<platform>/<preset>)")
+    p.add_argument("--fresh", action="store_true", help="measure again runs that are already finished in the "
+                   "results folder (their records move to superseded/<time>/, nothing is overwritten)")
     p.add_argument("--dry-run", action="store_true", help="list the runs and exit")
     p.add_argument("--list", action="store_true", help="list presets and models and exit")
     return p
@@ -137,7 +139,8 @@ def _sweep(args, runs, out: Path) -> int:
         how = "" if world == 1 else (f", data-parallel over {world} processes" if args.ddp
                                      else f", shared out over {world} processes")
         print(f"{len(runs)} runs of preset {args.preset!r}{how} -> {out}", file=sys.stderr)
-    counts = execute(runs, store, data_for=data_for, log=lambda m: print(m, file=sys.stderr), ddp=args.ddp)
+    counts = execute(runs, store, data_for=data_for, log=lambda m: print(m, file=sys.stderr), ddp=args.ddp,
+                     fresh=args.fresh)
     D.barrier()  # every process's runs are recorded before rank 0 writes the report
     if not D.is_main():
         return 0
@@ -147,6 +150,9 @@ def _sweep(args, runs, out: Path) -> int:
     print(summary_markdown(out))
     print(f"\n{sum(v for k, v in counts.items() if k != 'skipped')} runs done, {counts.get('skipped', 0)} already "
           f"finished; {dict((k, v) for k, v in counts.items() if k != 'skipped')} in {time.time() - t0:.0f} s")
+    if counts.get("skipped"):
+        print(f"({counts['skipped']} runs were already finished in {out} and were not run again; "
+              "add --fresh to measure them again)")
     print(f"results: {out}/runs.csv, {out}/curves.csv")
     for kind, paths in written.items():
         for path in paths:

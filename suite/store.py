@@ -99,6 +99,21 @@ class ResultsStore:
                 moved.append(f"{line} -> moved to {target.name}")
         return moved
 
+    def supersede(self, run_ids: list[str]) -> list[Path]:
+        """Move the records of these runs into superseded/<UTC time>/ (kept, never overwritten)."""
+        import datetime as _dt
+
+        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        target = self.folder / "superseded" / stamp
+        moved = []
+        for run_id in run_ids:
+            path = self.path(run_id)
+            if path.exists():
+                target.mkdir(parents=True, exist_ok=True)
+                os.replace(path, target / path.name)
+                moved.append(target / path.name)
+        return moved
+
     def tables(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         records = self.records()
         runs = pd.DataFrame([{**r["summary"], "schema": r["schema"]} for r in records])

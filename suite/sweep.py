@@ -112,7 +112,7 @@ def check_ddp(runs: Iterable[RunConfig], world: int) -> None:
 
 
 def execute(runs: list[RunConfig], store: ResultsStore, *, data_for=None, log=print,
-            ddp: bool = False) -> dict[str, int]:
+            ddp: bool = False, fresh: bool = False) -> dict[str, int]:
     """Run what is not finished yet; returns counts by status (and 'skipped').
 
     Under torchrun the process group must be initialised (suite.distributed.init_from_env) on every
@@ -125,6 +125,10 @@ def execute(runs: list[RunConfig], store: ResultsStore, *, data_for=None, log=pr
         store.finished()
         for line in store.quarantine_problems():
             log(f"warning: damaged results file: {line}")
+        if fresh:
+            moved = store.supersede([r.run_id for r in runs])
+            if moved:
+                log(f"--fresh: {len(moved)} earlier results moved to {moved[0].parent}")
     D.barrier()
     done = store.finished()
     mine, rank, world = distributed_share(runs, rank, world, ddp=ddp)

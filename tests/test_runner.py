@@ -580,3 +580,21 @@ def test_run_all_end_to_end(tmp_path, corpus):
     assert all(t.read_text().strip() for t in tables)
     assert f"results: {out}/runs.csv" in proc.stdout
     assert not no_tmp_files(out)
+
+
+@pytest.mark.slow
+def test_fresh_measures_again_and_keeps_the_old_records(capsys, tmp_path, corpus):
+    out = tmp_path / "out"
+    args = run_all_args(corpus, out, "transformer", "0.2")
+    assert cli.main(args) == 0
+    first = ResultsStore(out).finished()
+    assert len(first) == 1
+    old = (out / "runs" / f"{next(iter(first))}.json").read_text()
+    assert cli.main(args) == 0  # again: skipped, and told so
+    assert "already finished" in capsys.readouterr().out
+    assert cli.main(args + ["--fresh"]) == 0
+    kept = list((out / "superseded").rglob("*.json"))
+    assert len(kept) == 1 and kept[0].read_text() == old  # the old record moved, not overwritten
+    runs = pd.read_csv(out / "runs.csv")
+    assert len(runs) == 1 and runs["run_id"].iloc[0] in first
+    assert (out / "runs" / kept[0].name).read_text() != old  # measured again
