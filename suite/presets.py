@@ -49,4 +49,13 @@ PRESETS: dict[str, Preset] = {
         base=dict(kind="train", size="quality", tokens_per_step=65536, budget_s=40.0, lr=1e-3, warmup_steps=50,
                   evals=10, eval_tokens=262144, corpus="eltec", device="cuda", precision="bf16", compile=True),
     ),
+    "gpu-ablation": Preset(
+        description="GPU ablations of FLASH as in the paper: chunk size 128..1024 and local-only / global-only / "
+                    "mixed attention, ~25M parameters, ELTeC, causal LM at 2K, 40 s per run",
+        models=["flash", "transformer_plus_plus"], groups=[("clm", [2048])],
+        base=dict(kind="train", size="quality", tokens_per_step=65536, budget_s=40.0, lr=1e-3, warmup_steps=50,
+                  evals=10, eval_tokens=262144, corpus="eltec", device="cuda", precision="bf16", compile=True),
+        variants=[(["flash"], {"overrides": (("chunk", c),)}) for c in (128, 512, 1024)]
+        + [(["flash"], {"overrides": (("parts", p),)}) for p in ("local", "global")],
+    ),
 }

@@ -49,6 +49,21 @@ def test_chunked_equals_dense_reference_outputs_and_gradients(causal, T, C):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("parts", ["local", "global"])
+def test_ablation_parts_equal_their_dense_reference(causal, parts):
+    qs, v = inputs(T=37)
+    bias_w = torch.randn(15)
+    idx = torch.arange(8)
+    bias = bias_w[idx[None, :] - idx[:, None] + 7]
+    fast = mixed_chunk_attention(*qs, v, bias, 8, causal, parts)
+    dense = dense_mixed_chunk_matrix(*qs, lambda i, j: bias_w[j - i + 7], 8, causal, parts) @ v
+    torch.testing.assert_close(fast, dense, rtol=1e-10, atol=1e-10)
+    mixed = mixed_chunk_attention(*qs, v, bias, 8, causal)
+    other = mixed_chunk_attention(*qs, v, bias, 8, causal, "global" if parts == "local" else "local")
+    torch.testing.assert_close(fast + other, mixed)  # the two parts add up to the mixed attention
+
+
 def test_one_chunk_equals_quadratic_attention_normalised_by_T():
     """FLASH with C = T is FLASH-Quad (causal: the global part is empty) when both divide by T."""
     qs, v = inputs(T=24)
@@ -113,5 +128,7 @@ def test_flash_accepts_any_length_and_bf16_state_is_finite():
 def test_bad_gau_options_are_refused():
     with pytest.raises(ValueError, match="quad_norm"):
         impl.build_model("flash_quad", vocab_size=10, d_model=8, n_layers=1, max_len=8, quad_norm="sqrt")
+    with pytest.raises(ValueError, match="parts"):
+        impl.build_model("flash", vocab_size=10, d_model=8, n_layers=1, max_len=8, parts="both")
     with pytest.raises(ValueError, match="chunk size"):
         impl.build_model("flash", vocab_size=10, d_model=8, n_layers=1, max_len=8, chunk=0)

@@ -73,8 +73,11 @@ def quadratic_attention(q, k, v, bias, norm: float, causal: bool) -> torch.Tenso
     return torch.matmul(relu2_scores(q, k, bias, norm, causal), v)
 
 
+PARTS = ("mixed", "local", "global")  # the paper's ablation: both parts, local (quadratic) only, global (linear) only
+
+
 def mixed_chunk_attention(q_quad, k_quad, q_lin, k_lin, v, bias: torch.Tensor | None, chunk: int,
-                          causal: bool) -> torch.Tensor:
+                          causal: bool, parts: str = "mixed") -> torch.Tensor:
     """Chunked form of mixed chunk attention. q_*, k_*: [B, T, s]; v: [B, T, e]; bias: [C, C].
 
     Any T: the sequence is padded with zeros to a multiple of `chunk`; padded keys carry V = 0 and
@@ -90,6 +93,8 @@ def mixed_chunk_attention(q_quad, k_quad, q_lin, k_lin, v, bias: torch.Tensor | 
     if bias is not None:
         bias = bias[:C, :C]
     local = quadratic_attention(qq, kq, vv, bias, float(chunk), causal)  # ... still normalised by 1/chunk
+    if parts == "local":
+        return local.reshape(B, G * C, -1)[:, :T]
     kv = torch.matmul(kl.transpose(-1, -2), vv)  # [B, G, s, e]: each chunk's state
     acc = torch.promote_types(kv.dtype, torch.float32)  # sums over chunks in at least float32
     if causal:
@@ -100,11 +105,12 @@ def mixed_chunk_attention(q_quad, k_quad, q_lin, k_lin, v, bias: torch.Tensor | 
     else:
         kv = (kv.to(acc).sum(dim=1, keepdim=True) / T).to(ql.dtype)
     glob = torch.matmul(ql, kv)  # under autocast: bf16 operands, the state already normalised
-    out = local + glob.to(local.dtype)
+    out = glob.to(local.dtype) if parts == "global" else local + glob.to(local.dtype)
     return out.reshape(B, G * C, -1)[:, :T]
 
 
-def dense_mixed_chunk_matrix(q_quad, k_quad, q_lin, k_lin, bias_fn, chunk: int, causal: bool) -> torch.Tensor:
+def dense_mixed_chunk_matrix(q_quad, k_quad, q_lin, k_lin, bias_fn, chunk: int, causal: bool,
+                             parts: str = "mixed") -> torch.Tensor:
     """The reference: the full effective T x T attention matrix of mixed chunk attention.
 
     bias_fn(i, j) -> relative bias inside a chunk, for index tensors i, j.
@@ -124,15 +130,20 @@ def dense_mixed_chunk_matrix(q_quad, k_quad, q_lin, k_lin, bias_fn, chunk: int, 
         lin = torch.where(earlier, lin / n_summed, torch.zeros_like(lin))
     else:
         lin = lin / T
-    return torch.where(same, local, torch.zeros_like(local)) + lin
+    local = torch.where(same, local, torch.zeros_like(local))
+    return {"mixed": local + lin, "local": local, "global": lin}[parts]
 
 
 class GAU(nn.Module):
     """One gated attention unit (without its residual and norm). attention: 'quad' or 'mixed_chunk'."""
 
     def __init__(self, d: int, *, expansion: int, s: int, causal: bool, max_len: int, attention: str,
-                 chunk: int = 256, quad_norm: str = "max_len", rope: bool = True, rel_pos_bias: bool = True):
+                 chunk: int = 256, quad_norm: str = "max_len", rope: bool = True, rel_pos_bias: bool = True,
+                 parts: str = "mixed"):
         super().__init__()
+        if parts not in PARTS:
+            raise ValueError(f"unknown mixed chunk attention parts {parts!r}; valid: {', '.join(PARTS)}")
+        self.parts = parts
         if attention not in ("quad", "mixed_chunk"):
             raise ValueError(f"unknown GAU attention {attention!r}; valid: quad, mixed_chunk")
         if quad_norm not in QUAD_NORMS:
@@ -170,7 +181,7 @@ class GAU(nn.Module):
             out = quadratic_attention(*qk, v, *self.quad_bias_and_norm(x.shape[1]), self.causal)
         else:
             bias = self.rel_pos_bias(self.chunk) if self.rel_pos_bias is not None else None
-            out = mixed_chunk_attention(*qk, v, bias, self.chunk, self.causal)
+            out = mixed_chunk_attention(*qk, v, bias, self.chunk, self.causal, self.parts)
         return u * out
 
     def effective_attention(self, x: torch.Tensor) -> torch.Tensor:
@@ -183,7 +194,7 @@ class GAU(nn.Module):
         def bias_fn(i, j):
             return w[j - i + self.chunk - 1] if w is not None else torch.zeros((), dtype=x.dtype, device=x.device)
 
-        return dense_mixed_chunk_matrix(*qk, bias_fn, self.chunk, self.causal)
+        return dense_mixed_chunk_matrix(*qk, bias_fn, self.chunk, self.causal, self.parts)
 
     def reference_forward(self, x: torch.Tensor) -> torch.Tensor:
         u, v, _ = self.qkv(x)

@@ -22,7 +22,7 @@ def build_gau_model(cfg: ModelConfig, attention: str):
     if attention == "quad":
         kw["quad_norm"] = cfg["quad_norm"]
     else:
-        kw["chunk"] = cfg["chunk"]
+        kw["chunk"], kw["parts"] = cfg["chunk"], cfg["parts"]
     layers = [Residual(d, GAU(d, **kw), cfg["norm"]) for _ in range(2 * cfg.n_layers)]
     return LanguageModel(cfg.vocab_size, d, layers, max_len=cfg.max_len, norm=cfg["norm"],
                          tie_embeddings=cfg["tie_embeddings"])
@@ -36,9 +36,9 @@ def gau_flops(cfg: ModelConfig, T: int, attention: str) -> dict[str, float]:
         attn = attention_pair(T, s, e, cfg.causal)
     else:
         C = min(cfg["chunk"], T)
-        local = attention_pair(C, s, e, cfg.causal)
+        local = attention_pair(C, s, e, cfg.causal) if cfg["parts"] != "global" else 0.0
         # global: K_lin^T V per token (2 s e) and Q_lin times the s x e state (2 s e)
-        attn = local + 2.0 * (2 * s * e)
+        attn = local + (2.0 * (2 * s * e) if cfg["parts"] != "local" else 0.0)
     return {"projections": L * (dense(d, 2 * e + s) + dense(e, d)), "attention": L * attn,
             "lm_head": lm_head(cfg)}
 
@@ -63,8 +63,11 @@ register_model(ModelSpec(
 register_model(ModelSpec(
     name="flash", description="FLASH: GAU stack with mixed chunk attention (local quadratic + global linear)",
     build=lambda cfg: build_gau_model(cfg, "mixed_chunk"), flops=lambda cfg, T: gau_flops(cfg, T, "mixed_chunk"),
-    options={**COMMON, "chunk": 256}, fidelity=NOTES[1:] + (
+    options={**COMMON, "chunk": 256, "parts": "mixed"}, fidelity=NOTES[1:] + (
         FidelityNote("chunk size", "C = 256 (ablated 128..1024)", "256", "chunk"),
+        FidelityNote("ablation: attention parts", "mixed, local-only and global-only compared",
+                     "'mixed' (default), 'local' (quadratic within chunks only), 'global' (linear over "
+                     "earlier chunks only; in causal mode a token then sees nothing of its own chunk)", "parts"),
         FidelityNote("global normaliser", "by the number of tokens summed (as understood here)",
                      "causal: (g) C tokens of the earlier chunks; bidirectional: T"),
         FidelityNote("T not a multiple of C", "pad and mask", "zero-pad; local normaliser stays 1/C"),
