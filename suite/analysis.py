@@ -201,10 +201,12 @@ def time_to_quality(curve: pd.DataFrame, target_loss: float) -> float:
 
 # ------------------------------------------------------------------------------ speedup at equal quality
 SPEEDUP_SEED_COLUMNS = ["objective", "context", "size", "seed", "variant", "model", "baseline", "target_loss",
-                        "baseline_time_s", "time_s", "speedup", "reached", "final_bpb", "baseline_final_bpb"]
+                        "baseline_time_s", "time_s", "speedup", "reached", "speedup_below",
+                        "final_bpb", "baseline_final_bpb"]
 
 SPEEDUP_COLUMNS = ["objective", "context", "size", "variant", "model", "baseline", "speedup_mean", "speedup_min",
-                   "speedup_max", "n_seeds", "n_reached", "reached_all", "time_s_mean", "baseline_time_s_mean",
+                   "speedup_max", "n_seeds", "n_reached", "reached_all", "speedup_below_mean",
+                   "time_s_mean", "baseline_time_s_mean",
                    "target_loss_mean", "final_bpb_mean", "baseline_final_bpb_mean"]
 
 
@@ -216,7 +218,9 @@ def speedup_per_seed(runs: pd.DataFrame, curves: pd.DataFrame,
     eval loss, nats/token), baseline_time_s (its train_time_s), time_s (the variant's time to reach
     target_loss, NaN if never), speedup = baseline_time_s / time_s, reached (bool), final_bpb and
     baseline_final_bpb. The baseline's own row has time_s = baseline_time_s and speedup 1 by
-    definition. A run without a learning curve in ``curves`` has no row (its time is unknown).
+    definition. speedup_below, for a variant that never reached the baseline's final quality: the same
+    ratio at the variant's own final quality instead (the baseline's time to reach it over the variant's
+    training time), a number below 1 that says how much slower it is; NaN otherwise. A run without a learning curve in ``curves`` has no row (its time is unknown).
     """
     tr = train_runs(runs)
     base_variant = resolve_variant(tr, baseline) if len(tr) else None
@@ -250,9 +254,17 @@ def speedup_per_seed(runs: pd.DataFrame, curves: pd.DataFrame,
                 t = time_to_quality(by_run[r["run_id"]], target)
             reached = bool(np.isfinite(t))
             speedup = b_time / t if reached and t > 0 else (math.inf if reached else math.nan)
+            below = math.nan
+            if not reached and b_curve is not None:  # equal quality at the variant's own final loss
+                own, own_time = float(pd.to_numeric(r.get("final_eval_loss"), errors="coerce")), \
+                    float(pd.to_numeric(r.get("train_time_s"), errors="coerce"))
+                t_b = time_to_quality(b_curve, own)
+                if np.isfinite(t_b) and np.isfinite(own_time) and own_time > 0:
+                    below = t_b / own_time
             rows.append(dict(zip(_GROUP + ["seed"], key)) | {
                 "variant": r["variant"], "model": r["model"], "baseline": base_variant, "target_loss": target,
                 "baseline_time_s": b_time, "time_s": t, "speedup": speedup, "reached": reached,
+                "speedup_below": below,
                 "final_bpb": pd.to_numeric(r.get("final_bpb"), errors="coerce"), "baseline_final_bpb": b_bpb})
     out = pd.DataFrame(rows, columns=SPEEDUP_SEED_COLUMNS)
     return _sort(out, _GROUP + ["variant", "seed"])
@@ -291,6 +303,7 @@ def speedup_at_equal_quality(runs: pd.DataFrame, curves: pd.DataFrame,
             "speedup_min": s.min() if len(s) else math.nan,
             "speedup_max": s.max() if len(s) else math.nan,
             "n_seeds": int(len(g)), "n_reached": int(len(reached)), "reached_all": bool(len(reached) == len(g)),
+            "speedup_below_mean": g["speedup_below"].astype(float).mean(),
             "time_s_mean": reached["time_s"].astype(float).mean() if len(reached) else math.nan,
             "baseline_time_s_mean": g["baseline_time_s"].astype(float).mean(),
             "target_loss_mean": g["target_loss"].astype(float).mean(),

@@ -201,7 +201,7 @@ def plot_speedup(runs: pd.DataFrame, curves: pd.DataFrame, out_dir: Path,
     with matplotlib.rc_context(_RC):
         fig = _new_figure(len(objs), len(bases))
         axes = _panel_grid(fig, len(objs), len(bases))
-        models_seen, any_unreached = [], False
+        models_seen, any_unreached, any_below = [], False, False
         for i, obj in enumerate(objs):
             for j, base in enumerate(bases):
                 ax = axes[i, j]
@@ -223,7 +223,14 @@ def plot_speedup(runs: pd.DataFrame, curves: pd.DataFrame, out_dir: Path,
                         yerr = np.vstack([y - lo, hi - y])[:, ok] if (d["n_seeds"] > 1).any() else None
                         ax.errorbar(x[ok], y[ok], yerr=yerr, **_style(m), ms=6, lw=1.8, capsize=2.5, zorder=3)
                         ymax = max(ymax, float(np.nanmax(np.where(np.isfinite(hi), hi, y)[ok])))
-                    for xc in x[~ok]:
+                    below = pd.to_numeric(d.get("speedup_below_mean"), errors="coerce").to_numpy(dtype=float) \
+                        if "speedup_below_mean" in d else np.full(len(d), np.nan)
+                    has_below = ~ok & np.isfinite(below)
+                    if has_below.any():  # slower than the baseline: the ratio at the model's own final quality
+                        any_below = True
+                        ax.plot(x[has_below], below[has_below], ls="none", marker=model_marker(m), ms=7,
+                                mfc="none", mec=model_color(m), mew=1.5, zorder=3)
+                    for xc in x[~ok & ~has_below]:
                         unreached.setdefault(float(xc), []).append(m)
                     models_seen.append(m)
                 for xc, ms in unreached.items():       # a row of hollow triangles on the bottom edge
@@ -241,6 +248,9 @@ def plot_speedup(runs: pd.DataFrame, curves: pd.DataFrame, out_dir: Path,
                     ax.set_ylabel("Training speedup at equal quality (x)")
         handles = _model_handles(sorted(set(models_seen), key=model_sort_key))
         handles.append(Line2D([], [], color="black", ls="--", lw=1.0, label="baseline (1.0x)"))
+        if any_below:
+            handles.append(Line2D([], [], ls="none", marker="o", mfc="none", mec="black", ms=7,
+                                  label="slower: ratio at the model's own final quality"))
         if any_unreached:
             handles.append(Line2D([], [], ls="none", marker="v", mfc="none", mec="black", ms=7,
                                   label="never reached baseline quality"))

@@ -97,6 +97,9 @@ def _pivot(sub: pd.DataFrame, cell) -> pd.DataFrame:
 
 def _speedup_cell(r: pd.Series) -> str:
     if int(r["n_reached"]) == 0:
+        below = r.get("speedup_below_mean", float("nan"))
+        if below is not None and np.isfinite(below):
+            return f"{_fmt(below)}x*"
         return "not reached"
     text = f"{_fmt(r['speedup_mean'])}x"
     lo, hi = _fmt(r["speedup_min"]), _fmt(r["speedup_max"])
@@ -122,6 +125,12 @@ def speedup_markdown(tab: pd.DataFrame) -> str:
                    f"(its final held-out loss; {n} seed{'s' if n != 1 else ''}"
                    f"{', [min-max]' if n > 1 else ''})\n")
         out.append(markdown_table(_pivot(sub, _speedup_cell)))
+        if sub["n_reached"].astype(int).eq(0).any() and "speedup_below_mean" in sub and \
+                pd.to_numeric(sub["speedup_below_mean"], errors="coerce").notna().any():
+            out.append(f"\n\\* did not reach {variant_label(base)}'s final quality in its budget; the ratio is "
+                       "taken at the model's own final quality instead (time the baseline needed to reach it, "
+                       "over the model's training time; an upper bound when the baseline was already better at its "
+                       "first evaluation).\n")
     return "\n".join(out)
 
 

@@ -199,3 +199,27 @@ def test_markdown_table():
     assert all(line.count("|") == 5 for line in lines)
     assert "| 1.2346 |" in markdown_table(df, floatfmt=".4f") and "| 2.0000 |" in markdown_table(df, floatfmt=".4f")
     assert markdown_table(pd.DataFrame({"a|b": ["x|y"]})).split("\n")[2] == "| x\\|y |"
+
+
+def test_a_slower_model_gets_the_ratio_at_its_own_final_quality():
+    """Baseline reaches loss 3.0 at t = 2 s; the model ends at 3.0 after 4 s: it is 2x slower (0.5x)."""
+    import pandas as pd
+
+    from suite.analysis import speedup_at_equal_quality
+
+    runs = pd.DataFrame([
+        dict(run_id="b", kind="train", status="ok", model="transformer_plus_plus", variant="transformer_plus_plus",
+             objective="clm", context=512, size="tiny", seed=0, final_eval_loss=2.0, train_time_s=4.0, final_bpb=1.0),
+        dict(run_id="m", kind="train", status="ok", model="flash", variant="flash", objective="clm", context=512,
+             size="tiny", seed=0, final_eval_loss=3.0, train_time_s=4.0, final_bpb=1.5),
+    ])
+    curves = pd.DataFrame([
+        dict(run_id="b", time_s=1.0, eval_loss=4.0), dict(run_id="b", time_s=2.0, eval_loss=3.0),
+        dict(run_id="b", time_s=4.0, eval_loss=2.0),
+        dict(run_id="m", time_s=1.0, eval_loss=4.5), dict(run_id="m", time_s=2.0, eval_loss=3.5),
+        dict(run_id="m", time_s=4.0, eval_loss=3.0),
+    ])
+    tab = speedup_at_equal_quality(runs, curves).set_index("variant")
+    assert not tab.loc["flash", "reached_all"] and tab.loc["flash", "n_reached"] == 0
+    assert tab.loc["flash", "speedup_below_mean"] == 0.5
+    assert tab.loc["transformer_plus_plus", "speedup_mean"] == 1.0
