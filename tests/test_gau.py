@@ -10,13 +10,7 @@ from implementations.attention.gau import (GAU, dense_mixed_chunk_matrix, mixed_
 
 
 
-@pytest.fixture(autouse=True)
-def float64_default():
-    """Float64 for tight tolerances, restored afterwards so other test files are not affected."""
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64_default")
 
 
 def inputs(B=2, T=37, s=6, e=5, seed=0):

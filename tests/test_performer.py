@@ -16,13 +16,7 @@ from implementations.models.performer import (KEY_EXPONENT_MAX, FavorAttention, 
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def float32_default():
-    """These tests choose their dtypes; do not inherit a default dtype another test file changed."""
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float32)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float32_default")
 
 
 def features(B=2, H=3, T=37, d=8, m=16, seed=0, scale=1.0):
