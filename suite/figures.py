@@ -344,7 +344,6 @@ def _plot_vs_context(runs: pd.DataFrame, out_dir: Path, *, column: str, ylabel: 
         return []
     tab, size = _main_size(tab)
     val = pd.to_numeric(tab[column], errors="coerce")
-    oom = tab["status"].astype(str) == "oom"
     if not val.notna().any():
         return []            # nothing measured (OOM alone makes no figure)
     source = tab["source"].iloc[0]

@@ -29,6 +29,7 @@ from .hardware import peak_tflops
 from .objectives import IGNORE_INDEX as IGNORE
 from .objectives import loss_fn
 from .runs import RunConfig
+from .tokenizer import bits_per_byte
 from .timing import is_oom, kernels_that_ran, sdpa_context, summarise, synchronize, time_steps
 
 
@@ -284,7 +285,7 @@ def train(cfg: RunConfig, step: Step, data: Batches, gen: torch.Generator, devic
         curve.append({"run_id": cfg.run_id, "model": cfg.model, "objective": cfg.objective, "context": cfg.context,
                       "seed": cfg.seed, "step": n, "time_s": train_time, "tokens": n * cfg.batch_size * cfg.context,
                       "train_loss": loss_now, "eval_loss": eval_loss,
-                      "eval_bpb": eval_loss / math.log(2) / data.bytes_per_token})
+                      "eval_bpb": bits_per_byte(eval_loss, data.bytes_per_token)})
         return eval_loss
 
     while n < cfg.max_steps and train_time < cfg.budget_s:
@@ -320,6 +321,6 @@ def train(cfg: RunConfig, step: Step, data: Batches, gen: torch.Generator, devic
         out.update(status="nan", message="non-finite evaluation loss")
     out.update({"steps": n, "tokens": n * cfg.batch_size * cfg.context, "train_time_s": train_time,
                 "final_train_loss": loss_value, "final_eval_loss": final_eval,
-                "final_bpb": final_eval / math.log(2) / data.bytes_per_token})
+                "final_bpb": bits_per_byte(final_eval, data.bytes_per_token)})
     skip = min(cfg.warmup_steps, 5, max(0, len(ms) - 1))  # the first steps carry one-off costs
     return out, ms[skip:]

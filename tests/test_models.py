@@ -21,6 +21,12 @@ def tiny(name: str, causal: bool = True, dtype=torch.float64, seed: int = 0, **e
     return model.to(dtype)
 
 
+def skip_unless_mode(name: str, causal: bool) -> None:
+    spec = impl.get_spec(name)
+    if (causal and not spec.causal) or (not causal and not spec.bidirectional):
+        pytest.skip(f"{name} declares no {'causal' if causal else 'bidirectional'} mode")
+
+
 def randomise(model: torch.nn.Module) -> None:
     """Move zero-initialised parameters (biases, offsets) off zero so that no path hides behind them."""
     with torch.no_grad():
@@ -35,9 +41,7 @@ def test_the_seven_models_are_registered():
 @pytest.mark.parametrize("name", MODELS)
 @pytest.mark.parametrize("causal", [True, False])
 def test_shapes(name, causal):
-    spec = impl.get_spec(name)
-    if (causal and not spec.causal) or (not causal and not spec.bidirectional):
-        pytest.skip(f"{name} declares no {'causal' if causal else 'bidirectional'} mode")
+    skip_unless_mode(name, causal)
     model = tiny(name, causal)
     for T in (1, 17, MAX_LEN):
         out = model(torch.randint(0, VOCAB, (3, T)))
@@ -83,9 +87,7 @@ def test_bidirectional_sees_the_future(name):
 @pytest.mark.parametrize("name", MODELS)
 @pytest.mark.parametrize("causal", [True, False])
 def test_gradients_are_finite_and_reach_every_parameter(name, causal):
-    spec = impl.get_spec(name)
-    if (causal and not spec.causal) or (not causal and not spec.bidirectional):
-        pytest.skip(f"{name} declares no such mode")
+    skip_unless_mode(name, causal)
     model = tiny(name, causal, dtype=torch.float32)
     tokens = torch.randint(0, VOCAB, (2, 40))
     loss = F.cross_entropy(model(tokens).flatten(0, 1), torch.randint(0, VOCAB, (80,)))

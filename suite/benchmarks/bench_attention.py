@@ -81,27 +81,16 @@ DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 ON_CUDA = DEVICE.type == "cuda"
 
 
-def _env_int(name: str, default: int) -> int:
+def _env_number(name: str, default, kind=int):
+    """A positive number from the environment variable `name` (`kind` int or float), else `default`."""
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
     try:
-        value = int(raw)
+        value = kind(raw)
     except ValueError:
-        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
-    if value < 1:
-        raise ValueError(f"{name} must be positive, got {value}")
-    return value
-
-
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+        what = "an integer" if kind is int else "a number"
+        raise ValueError(f"{name} must be {what}, got {raw!r}") from None
     if not value > 0:
         raise ValueError(f"{name} must be positive, got {value}")
     return value
@@ -120,15 +109,15 @@ def _env_contexts(default: tuple[int, ...]) -> tuple[int, ...]:
     return values
 
 
-D = _env_int("FLASH_REPRO_BENCH_D", 768 if ON_CUDA else 256)
+D = _env_number("FLASH_REPRO_BENCH_D", 768 if ON_CUDA else 256)
 CONTEXTS = _env_contexts((512, 2048, 8192, 32768) if ON_CUDA else (256, 1024, 4096))
-TOKENS = _env_int("FLASH_REPRO_BENCH_TOKENS", 65536 if ON_CUDA else 8192)
+TOKENS = _env_number("FLASH_REPRO_BENCH_TOKENS", 65536 if ON_CUDA else 8192)
 if ON_CUDA:
     _default_cap_gb = torch.cuda.get_device_properties(DEVICE).total_memory / 8 / 2**30
 else:
     _default_cap_gb = 0.25
-MEM_CAP_BYTES = _env_float("FLASH_REPRO_BENCH_MEM_GB", _default_cap_gb) * 2**30
-TARGET_SECONDS = _env_float("FLASH_REPRO_BENCH_SECONDS", 2.0 if ON_CUDA else 1.0)
+MEM_CAP_BYTES = _env_number("FLASH_REPRO_BENCH_MEM_GB", _default_cap_gb, float) * 2**30
+TARGET_SECONDS = _env_number("FLASH_REPRO_BENCH_SECONDS", 2.0 if ON_CUDA else 1.0, float)
 MIN_ROUNDS, MAX_ROUNDS = (5, 200) if ON_CUDA else (2, 20)
 DTYPE_NAME = "bfloat16 (autocast)" if ON_CUDA else "float32"
 ELEMENT_BYTES = 2 if ON_CUDA else 4
