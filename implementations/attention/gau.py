@@ -98,14 +98,21 @@ def mixed_chunk_attention(q_quad, k_quad, q_lin, k_lin, v, bias: torch.Tensor | 
     kv = torch.matmul(kl.transpose(-1, -2), vv)  # [B, G, s, e]: each chunk's state
     acc = torch.promote_types(kv.dtype, torch.float32)  # sums over chunks in at least float32
     if causal:
-        # exclusive prefix sum over chunks, normalised by the number of tokens summed (g C)
-        kv = F.pad(kv.to(acc).cumsum(dim=1)[:, :-1], (0, 0, 0, 0, 1, 0))
+        # exclusive prefix sum over chunks (inclusive minus own: no padding copy), normalised by the
+        # number of tokens summed (g C); the normaliser goes on the query, [.., C, s], not the state, [.., s, e]
+        kv = kv.to(acc)
+        kv = (kv.cumsum(dim=1) - kv).to(ql.dtype)
         counts = torch.arange(G, device=v.device, dtype=acc).clamp_min(1) * C
-        kv = (kv / counts.view(1, G, 1, 1)).to(ql.dtype)
+        ql = ql * (1.0 / counts).view(1, G, 1, 1).to(ql.dtype)
+        rows = (B * G, C)  # each chunk reads its own state
     else:
-        kv = (kv.to(acc).sum(dim=1, keepdim=True) / T).to(ql.dtype)
-    glob = torch.matmul(ql, kv)  # under autocast: bf16 operands, the state already normalised
-    out = glob.to(local.dtype) if parts == "global" else local + glob.to(local.dtype)
+        kv = (kv.to(acc).sum(dim=1) / T).to(ql.dtype)  # [B, s, e]: one state for the whole sequence
+        rows = (B, G * C)
+    lhs, state = ql.reshape(*rows, ql.shape[-1]), kv.reshape(rows[0], *kv.shape[-2:])
+    if parts == "global":
+        out = torch.bmm(lhs, state)
+    else:  # local + Q_lin S in one GEMM (the addition in its epilogue, not a separate pass over [T, e])
+        out = torch.baddbmm(local.reshape(*rows, local.shape[-1]), lhs, state)
     return out.reshape(B, G * C, -1)[:, :T]
 
 
