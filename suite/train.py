@@ -102,6 +102,11 @@ def compile_model(model: torch.nn.Module) -> torch.nn.Module:
     204-207 ms at 512, 8K and 32K once a second shape in the same process had triggered a
     dynamic-shape recompile (results/NOTES.md).
     """
+    # A fresh compiler state for every run: the layers of all our models share one code object
+    # (Block.forward), so in a sweep the compiled graphs of earlier runs piled up on it until Dynamo's
+    # recompile limit (8) made later runs fall back to eager without failing (on the H200, the 4th
+    # model of a quality sweep onwards trained uncompiled). Compiled kernels stay in Inductor's disk cache.
+    torch._dynamo.reset()
     layers = getattr(model, "layers", None)
     if isinstance(model, impl.layers.LanguageModel) and layers is not None:
         for layer in layers:

@@ -28,3 +28,21 @@ def test_compiled_layers_match_eager_outputs_and_gradients(name):
     out_e.square().sum().backward()
     for (n, a), b in zip(compiled.named_parameters(), eager.parameters()):
         torch.testing.assert_close(a.grad, b.grad, rtol=1e-3, atol=1e-5, msg=n)
+
+
+def test_runs_in_one_process_stay_compiled(monkeypatch):
+    """A sweep compiles model after model in one process: every run must get compiled graphs, not fall
+    back to eager once Dynamo's recompile limit for the layers' shared forward code is reached."""
+    from torch._dynamo.utils import counters
+
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
+    for i, T in enumerate((8, 16, 24)):  # three runs, three shapes: each needs its own graphs
+        torch.manual_seed(i)
+        model = impl.build_model("transformer_plus_plus", vocab_size=40, d_model=32, n_layers=1, max_len=64)
+        before = counters["stats"]["unique_graphs"]
+        try:
+            model = compile_model(model)
+            model(torch.randint(0, 40, (2, T)))
+        except Exception as exc:  # pragma: no cover - depends on a C++ compiler being present
+            pytest.skip(f"torch.compile unavailable on this machine: {exc.__class__.__name__}")
+        assert counters["stats"]["unique_graphs"] > before, f"run {i} (T={T}) fell back to eager"
