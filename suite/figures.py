@@ -18,7 +18,8 @@ Figures (file stems):
 Lines are per variant (schema: model plus configuration, e.g. ``flash+compile``). Colours and
 markers are fixed per model (MODEL_COLORS / MODEL_MARKERS) so a model looks the same in every
 figure, and its variants share them with another line style (+compile dashed, another attention
-kernel dotted); unknown models get a stable fallback colour. Context lengths sit on a log2 axis
+kernel dotted; solid again in a figure whose lines are all one kind, e.g. all compiled); unknown
+models get a stable fallback colour. A panel with no runs says "not measured". Context lengths sit on a log2 axis
 labelled 512, 1K, 2K, ... The hardware (``device_name`` of the runs) is named in every title.
 Drawing uses matplotlib's Agg canvas on a bare `Figure`, never pyplot, so nothing is displayed
 and no global figure state is kept.
@@ -90,8 +91,13 @@ def model_linestyle(name: str) -> str:
     return "-." if compiled and kernel else "--" if compiled else ":" if kernel else "-"
 
 
-def _style(name: str) -> dict:
-    return dict(color=model_color(name), marker=model_marker(name), ls=model_linestyle(name))
+def _style(name: str, solid: bool = False) -> dict:
+    """solid: a figure whose lines are all one kind of variant (e.g. every run compiled) draws them solid."""
+    return dict(color=model_color(name), marker=model_marker(name), ls="-" if solid else model_linestyle(name))
+
+
+def _one_line_style(variants) -> bool:
+    return len({model_linestyle(v) for v in variants}) <= 1
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -167,8 +173,8 @@ def _save(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
     return [png, svg]
 
 
-def _model_handles(variants: list[str]) -> list[Line2D]:
-    return [Line2D([], [], **_style(v), markersize=6, lw=1.8, label=variant_label(v)) for v in variants]
+def _model_handles(variants: list[str], solid: bool = False) -> list[Line2D]:
+    return [Line2D([], [], **_style(v, solid), markersize=6, lw=1.8, label=variant_label(v)) for v in variants]
 
 
 def _legend(fig: Figure, handles: list) -> None:
@@ -202,6 +208,7 @@ def plot_speedup(runs: pd.DataFrame, curves: pd.DataFrame, out_dir: Path,
         fig = _new_figure(len(objs), len(bases))
         axes = _panel_grid(fig, len(objs), len(bases))
         models_seen, any_unreached, any_below = [], False, False
+        solid = _one_line_style(_variants(tab))
         for i, obj in enumerate(objs):
             for j, base in enumerate(bases):
                 ax = axes[i, j]
@@ -221,7 +228,7 @@ def plot_speedup(runs: pd.DataFrame, curves: pd.DataFrame, out_dir: Path,
                     ok = np.isfinite(y)
                     if ok.any():
                         yerr = np.vstack([y - lo, hi - y])[:, ok] if (d["n_seeds"] > 1).any() else None
-                        ax.errorbar(x[ok], y[ok], yerr=yerr, **_style(m), ms=6, lw=1.8, capsize=2.5, zorder=3)
+                        ax.errorbar(x[ok], y[ok], yerr=yerr, **_style(m, solid), ms=6, lw=1.8, capsize=2.5, zorder=3)
                         ymax = max(ymax, float(np.nanmax(np.where(np.isfinite(hi), hi, y)[ok])))
                     below = pd.to_numeric(d.get("speedup_below_mean"), errors="coerce").to_numpy(dtype=float) \
                         if "speedup_below_mean" in d else np.full(len(d), np.nan)
@@ -246,7 +253,7 @@ def plot_speedup(runs: pd.DataFrame, curves: pd.DataFrame, out_dir: Path,
                     ax.set_xlabel("Context length (tokens)")
                 if j == 0:
                     ax.set_ylabel("Training speedup at equal quality (x)")
-        handles = _model_handles(sorted(set(models_seen), key=model_sort_key))
+        handles = _model_handles(sorted(set(models_seen), key=model_sort_key), solid)
         handles.append(Line2D([], [], color="black", ls="--", lw=1.0, label="baseline (1.0x)"))
         if any_below:
             handles.append(Line2D([], [], ls="none", marker="o", mfc="none", mec="black", ms=7,
@@ -292,6 +299,7 @@ def plot_quality_vs_time(runs: pd.DataFrame, curves: pd.DataFrame, out_dir: Path
         fig = _new_figure(len(objs), len(ctxs), panel_w=3.6, panel_h=2.9)
         axes = _panel_grid(fig, len(objs), len(ctxs), sharey="row")
         models_seen, ref_drawn = [], False
+        solid = _one_line_style(_variants(cur))
         for i, obj in enumerate(objs):
             row = cur[cur["objective"].astype(str) == obj]
             row_lo = float(row[metric].min()) if len(row) else math.nan
@@ -303,10 +311,15 @@ def plot_quality_vs_time(runs: pd.DataFrame, curves: pd.DataFrame, out_dir: Path
             for j, ctx in enumerate(ctxs):
                 ax = axes[i, j]
                 d = row[row["context"].astype(float) == ctx]
+                if d.empty:  # a context measured for another objective only
+                    ax.text(0.5, 0.5, f"{objective_label(obj)} at {context_label(ctx)}:\nnot measured",
+                            ha="center", va="center", transform=ax.transAxes, color="0.4")
+                    ax.set_axis_off()
+                    continue
                 for m in _variants(d):
                     for rid, g in d[d["variant"] == m].groupby("run_id", sort=False):
                         g = g.sort_values("time_s")
-                        ax.plot(g["time_s"], g[metric], **_style(m), lw=1.5, alpha=0.9, ms=3.5,
+                        ax.plot(g["time_s"], g[metric], **_style(m, solid), lw=1.5, alpha=0.9, ms=3.5,
                                 markevery=[len(g) - 1])
                     models_seen.append(m)
                 ref = tr[(tr["variant"] == reference) & (tr["objective"].astype(str) == obj)
@@ -324,7 +337,7 @@ def plot_quality_vs_time(runs: pd.DataFrame, curves: pd.DataFrame, out_dir: Path
                     ax.set_xlabel("Training time (s)")
                 if j == 0:
                     ax.set_ylabel(ylabel.replace(" (lower is better)", "\n(lower is better)"))
-        handles = _model_handles(sorted(set(models_seen), key=model_sort_key))
+        handles = _model_handles(sorted(set(models_seen), key=model_sort_key), solid)
         if ref_drawn:
             handles.append(Line2D([], [], color=model_color(reference), ls=":", lw=1.2,
                                   label=f"{variant_label(reference)} final (speedup target)"))
@@ -355,6 +368,7 @@ def _plot_vs_context(runs: pd.DataFrame, out_dir: Path, *, column: str, ylabel: 
         fig = _new_figure(1, len(objs), panel_w=5.0, panel_h=3.4)
         axes = _panel_grid(fig, 1, len(objs))
         models_seen, any_oom = [], False
+        solid = _one_line_style(_variants(tab))
         for j, obj in enumerate(objs):
             ax = axes[0, j]
             sub = tab[tab["objective"].astype(str) == obj]
@@ -369,7 +383,7 @@ def _plot_vs_context(runs: pd.DataFrame, out_dir: Path, *, column: str, ylabel: 
                 y = pd.to_numeric(d[column], errors="coerce").to_numpy(dtype=float)
                 ok = np.isfinite(y)
                 if ok.any():
-                    ax.plot(x[ok], y[ok], **_style(m), ms=6, lw=1.8, zorder=3)
+                    ax.plot(x[ok], y[ok], **_style(m, solid), ms=6, lw=1.8, zorder=3)
                     if band is not None:
                         lo = pd.to_numeric(d[band[0]], errors="coerce").to_numpy(dtype=float)
                         hi = pd.to_numeric(d[band[1]], errors="coerce").to_numpy(dtype=float)
@@ -400,7 +414,7 @@ def _plot_vs_context(runs: pd.DataFrame, out_dir: Path, *, column: str, ylabel: 
             ax.set_xlabel("Context length (tokens)")
             if j == 0:
                 ax.set_ylabel(ylabel)
-        handles = _model_handles(sorted(set(models_seen), key=model_sort_key))
+        handles = _model_handles(sorted(set(models_seen), key=model_sort_key), solid)
         if any_oom:
             handles.append(Line2D([], [], ls="none", marker="x", mew=2, ms=7, color="black",
                                   label="OOM (out of memory)"))

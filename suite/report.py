@@ -29,7 +29,8 @@ from .schema import CURVE_COLUMNS, SUMMARY_COLUMNS
 # ------------------------------------------------------------------------------------------- loading
 def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
     try:
-        df = pd.read_csv(path)
+        # only empty fields are missing values: "n/a" (the attention kernel of a model without one) stays text
+        df = pd.read_csv(path, keep_default_na=False, na_values=[""])
     except pd.errors.EmptyDataError:
         df = pd.DataFrame(columns=columns)
     return df

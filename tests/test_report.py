@@ -172,3 +172,13 @@ def test_notebook_redraws_everything(tmp_path, monkeypatch):
     assert not [o for o in outputs if o.output_type == "error"]
     assert sum("image/png" in o.get("data", {}) for o in outputs) == len(FIGURE_STEMS)
     assert any("speedup over Transformer++" in o.get("data", {}).get("text/markdown", "") for o in outputs)
+
+
+def test_line_styles_tell_variants_apart_only_when_mixed():
+    from suite.figures import _one_line_style, _style
+
+    assert _one_line_style(["flash+compile", "transformer_plus_plus+compile"])  # all compiled: drawn solid
+    assert _one_line_style(["flash", "transformer_plus_plus"])
+    assert not _one_line_style(["flash", "flash+compile"])
+    assert _style("flash+compile")["ls"] == "--" and _style("flash+compile", solid=True)["ls"] == "-"
+    assert _style("flash")["color"] == _style("flash+compile")["color"]
