@@ -46,8 +46,8 @@ PRESETS: dict[str, Preset] = {
     ),
     "gpu-quality": Preset(
         description="GPU quality at equal training time: ~25M parameters (d 512, 8 blocks / 16 GAU layers), "
-                    "ELTeC novels, bytes, 30 s of training per run (plus ~25 s of compiling and evaluation); "
-                    "70 runs: ~65 min on one H200, ~33 on two, ~17 on four",
+                    "ELTeC novels, bytes, 30 s of training per run (plus ~15 s of compiling and evaluation); "
+                    "70 runs: ~55 min on one H200; seed 0 alone (35 runs) took 14 min on two",
         models=SEVEN, groups=[("clm", [512, 2048, 8192]), ("mlm", [512, 2048])], seeds=[0, 1],
         base=dict(kind="train", size="quality", tokens_per_step=65536, budget_s=30.0, lr=1e-3, warmup_steps=50,
                   evals=10, eval_tokens=262144, corpus="eltec", device="cuda", precision="bf16", compile=True),
