@@ -107,6 +107,8 @@ def compile_model(model: torch.nn.Module) -> torch.nn.Module:
     # recompile limit (8) made later runs fall back to eager without failing (on the H200, the 4th
     # model of a quality sweep onwards trained uncompiled). Compiled kernels stay in Inductor's disk cache.
     torch._dynamo.reset()
+    # and should a run still exceed the limit (many shapes in one run), fail loudly instead of timing eager
+    torch._dynamo.config.fail_on_recompile_limit_hit = True
     layers = getattr(model, "layers", None)
     if isinstance(model, impl.layers.LanguageModel) and layers is not None:
         for layer in layers:

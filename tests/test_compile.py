@@ -30,19 +30,40 @@ def test_compiled_layers_match_eager_outputs_and_gradients(name):
         torch.testing.assert_close(a.grad, b.grad, rtol=1e-3, atol=1e-5, msg=n)
 
 
-def test_runs_in_one_process_stay_compiled(monkeypatch):
+def _tiny_compiled(seed: int, T: int):
+    """A compiled one-block Transformer++ after one forward at length T (its two residual blocks,
+    attention and FFN, share one forward code object: two Dynamo cache entries)."""
+    torch.manual_seed(seed)
+    model = compile_model(impl.build_model("transformer_plus_plus", vocab_size=40, d_model=32, n_layers=1,
+                                           max_len=64))
+    model(torch.randint(0, 40, (2, T)))
+    return model
+
+
+@pytest.fixture
+def compiler_or_skip():
+    try:
+        _tiny_compiled(0, 4)
+    except Exception as exc:  # pragma: no cover - depends on a C++ compiler being present
+        pytest.skip(f"torch.compile unavailable on this machine: {exc.__class__.__name__}: {exc}")
+
+
+def test_runs_in_one_process_stay_compiled(compiler_or_skip, monkeypatch):
     """A sweep compiles model after model in one process: every run must get compiled graphs, not fall
-    back to eager once Dynamo's recompile limit for the layers' shared forward code is reached."""
+    back to eager (or fail) once Dynamo's recompile limit for the layers' shared forward code is reached."""
     from torch._dynamo.utils import counters
 
-    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 2)  # one run's worth of graphs
     for i, T in enumerate((8, 16, 24)):  # three runs, three shapes: each needs its own graphs
-        torch.manual_seed(i)
-        model = impl.build_model("transformer_plus_plus", vocab_size=40, d_model=32, n_layers=1, max_len=64)
         before = counters["stats"]["unique_graphs"]
-        try:
-            model = compile_model(model)
-            model(torch.randint(0, 40, (2, T)))
-        except Exception as exc:  # pragma: no cover - depends on a C++ compiler being present
-            pytest.skip(f"torch.compile unavailable on this machine: {exc.__class__.__name__}")
+        _tiny_compiled(i, T)
         assert counters["stats"]["unique_graphs"] > before, f"run {i} (T={T}) fell back to eager"
+
+
+def test_exceeding_the_recompile_limit_fails_loudly(compiler_or_skip, monkeypatch):
+    """Within one run, a shape beyond Dynamo's recompile limit must raise, never quietly run eager."""
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 2)
+    model = _tiny_compiled(0, 8)
+    assert torch._dynamo.config.fail_on_recompile_limit_hit
+    with pytest.raises(Exception, match="(?i)recompile"):
+        model(torch.randint(0, 40, (2, 16)))  # a second static shape: two graphs more than the limit
