@@ -1,19 +1,77 @@
-"""Profile one training step of one model: where the time goes, by kernel.
+"""Profile training steps of one model: where the time goes, by kernel and by kind of work.
 
-    python -m suite.profile --model flash --context 2048 [--compile] [--size base] [--out FILE]
+    python -m suite.profile --model flash --context 2048 [--compile] [--size base] [--steps 2] [--out FILE]
+
+The output has two parts: the profiler's table of the most expensive ops and kernels (each kernel
+also shows up under the op that launched it, so that table double-counts), then a breakdown per
+training step into kinds of work (matmul, attention, fused element-wise, reductions, softmax /
+cross-entropy, copies, optimizer, ...), summed over device kernels only (or over CPU ops' self time
+on a CPU), so it adds up to the step.
 """
 from __future__ import annotations
 
 import argparse
 import sys
+from collections import defaultdict
 
 import torch
 
 from .runs import RunConfig
 from .train import Step, build, random_batches
 
+# (kind, substrings of a kernel or op name, lower case); the first kind that matches wins
+KINDS: list[tuple[str, tuple[str, ...]]] = [
+    ("attention (fused SDPA)", ("sdpa", "fmha", "flash_fwd", "flash_bwd", "attention", "efficient_attention")),
+    ("softmax / cross-entropy", ("softmax", "nll_loss", "cross_entropy", "log_softmax")),
+    ("matmul", ("gemm", "nvjet", "cutlass", "xmma", "wgmma", "cublas", "aten::mm", "aten::bmm", "aten::addmm",
+                "aten::baddbmm", "aten::matmul", "aten::linear")),
+    ("compiled reductions (triton red/per)", ("triton_red", "triton_per")),
+    ("compiled element-wise (triton poi)", ("triton_poi", "triton_")),
+    ("optimizer", ("multi_tensor", "adam", "foreach")),
+    ("copies / casts", ("copy", "memcpy", "memset", "to_copy", "cast", "cat_", "aten::cat", "aten::contiguous")),
+    ("reductions (eager)", ("reduce_kernel", "aten::sum", "aten::mean", "norm", "cumsum", "scan")),
+    ("element-wise (eager)", ("elementwise", "vectorized", "aten::")),
+]
 
-def profile_step(cfg: RunConfig, rows: int = 25) -> str:
+
+def kind_of(name: str) -> str:
+    low = name.lower()
+    for kind, keys in KINDS:
+        if any(k in low for k in keys):
+            return kind
+    return "other"
+
+
+def breakdown(events: list[tuple[str, float, int]], steps: int) -> list[tuple[str, float, int, float]]:
+    """(name, self time in us, calls) -> [(kind, ms per step, calls per step, share)], largest first."""
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    ms, calls = defaultdict(float), defaultdict(int)
+    for name, us, n in events:
+        k = kind_of(name)
+        ms[k] += us / 1e3 / steps
+        calls[k] += n
+    total = sum(ms.values()) or 1.0
+    return sorted(((k, ms[k], calls[k] // steps, ms[k] / total) for k in ms), key=lambda r: -r[1])
+
+
+def breakdown_table(rows: list[tuple[str, float, int, float]], where: str) -> str:
+    total = sum(r[1] for r in rows)
+    lines = [f"## Per training step, by kind of work ({where})", "",
+             "| kind | ms / step | launches / step | share |", "|---|---|---|---|"]
+    lines += [f"| {k} | {m:.1f} | {c} | {s:.0%} |" for k, m, c, s in rows]
+    lines.append(f"| total | {total:.1f} | | |")
+    return "\n".join(lines) + "\n"
+
+
+def _self_time(evt, cuda: bool) -> float:
+    if cuda:
+        t = getattr(evt, "self_device_time_total", None)  # torch >= 2.4; self_cuda_time_total before
+        return float(t if t is not None else evt.self_cuda_time_total)
+    return float(evt.self_cpu_time_total)
+
+
+def profile_step(cfg: RunConfig, rows: int = 25, steps: int = 2) -> str:
     device = torch.device(cfg.device)
     data = random_batches(cfg)
     model = build(cfg, data.vocab_size, device)
@@ -21,23 +79,32 @@ def profile_step(cfg: RunConfig, rows: int = 25) -> str:
     inputs, targets = (t.to(device) for t in data.sample(torch.Generator().manual_seed(0)))
     for _ in range(3):
         step(inputs, targets)
-    if device.type == "cuda":
+    cuda = device.type == "cuda"
+    if cuda:
         torch.cuda.synchronize()
+    from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
-    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     with profile(activities=acts) as prof:
-        for _ in range(2):
+        for _ in range(steps):
             step(inputs, targets)
-        if device.type == "cuda":
+        if cuda:
             torch.cuda.synchronize()
-    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
-    head = f"# {cfg.label()} compile={cfg.compile} size={cfg.size} tokens/step={cfg.tokens_per_step} (2 steps)\n"
-    return head + prof.key_averages().table(sort_by=key, row_limit=rows, max_name_column_width=90)
+    averages = prof.key_averages()
+    key = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+    head = (f"# {cfg.label()} compile={cfg.compile} size={cfg.size} tokens/step={cfg.tokens_per_step} "
+            f"({steps} steps)\n")
+    # kernels only on a GPU (ops would count their kernels twice); ops' self time on a CPU
+    events = [(e.key, _self_time(e, cuda), e.count) for e in averages
+              if (e.device_type == DeviceType.CUDA) == cuda]
+    where = "device kernels" if cuda else "CPU ops, self time"
+    return (head + averages.table(sort_by=key, row_limit=rows, max_name_column_width=90) + "\n"
+            + breakdown_table(breakdown(events, steps), where))
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True)
     p.add_argument("--context", type=int, default=2048)
     p.add_argument("--objective", default="clm")
@@ -45,12 +112,13 @@ def main(argv=None) -> int:
     p.add_argument("--tokens-per-step", type=int, default=65536)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--compile", action="store_true")
+    p.add_argument("--steps", type=int, default=2, help="profiled training steps (after 3 warm-up steps)")
     p.add_argument("--out")
     a = p.parse_args(argv)
     cfg = RunConfig(model=a.model, context=a.context, objective=a.objective, kind="speed", size=a.size,
                     tokens_per_step=a.tokens_per_step, device=a.device, compile=a.compile,
                     precision="bf16" if a.device.startswith("cuda") else "fp32")
-    text = profile_step(cfg)
+    text = profile_step(cfg, steps=a.steps)
     if a.out:
         with open(a.out, "w") as f:
             f.write(text)

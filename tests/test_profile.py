@@ -1,0 +1,42 @@
+"""The profiler's breakdown of a training step into kinds of work (suite/profile.py)."""
+from __future__ import annotations
+
+import pytest
+
+from suite.profile import breakdown, kind_of, main
+
+
+@pytest.mark.parametrize("name, kind", [
+    ("nvjet_sm90_tst_256x128_64x4_1x2_h_bz_coopA_NNT", "matmul"),
+    ("aten::bmm", "matmul"),
+    ("cudnn_generated_fort_native_sdpa_sm90_flash_bprop_wgmma_f16_knob_26", "attention (fused SDPA)"),
+    ("triton_red_fused__to_copy_add_cat_mul_silu_silu_backward_squeeze_sum_view_13",
+     "compiled reductions (triton red/per)"),
+    ("triton_poi_fused_silu_view_3", "compiled element-wise (triton poi)"),
+    ("void at::native::(anonymous namespace)::cunn_SoftMaxBackward<4, float, float, float>", "softmax / cross-entropy"),
+    ("void at::native::unrolled_elementwise_kernel<at::native::direct_copy_kernel_cuda>", "copies / casts"),
+    ("void at::native::multi_tensor_apply_kernel<FusedAdamMathFunctor>", "optimizer"),
+    ("Memcpy HtoD (Pageable -> Device)", "copies / casts"),
+    ("some_unknown_kernel", "other"),
+])
+def test_kernel_names_fall_into_kinds(name, kind):
+    assert kind_of(name) == kind
+
+
+def test_breakdown_is_per_step_and_adds_up():
+    events = [("nvjet_a", 4000.0, 4), ("aten::mm", 2000.0, 2), ("triton_poi_x", 1000.0, 2), ("mystery", 1000.0, 2)]
+    rows = breakdown(events, steps=2)
+    assert [r[0] for r in rows] == ["matmul", "compiled element-wise (triton poi)", "other"]
+    assert rows[0][1] == pytest.approx(3.0) and rows[0][2] == 3  # (4000 + 2000) us over 2 steps; 6 calls / 2
+    assert sum(r[3] for r in rows) == pytest.approx(1.0)
+    with pytest.raises(ValueError):
+        breakdown(events, steps=0)
+
+
+def test_cpu_profile_of_a_tiny_model_writes_the_breakdown(tmp_path):
+    out = tmp_path / "p.txt"
+    assert main(["--model", "flash", "--context", "64", "--size", "tiny", "--tokens-per-step", "256",
+                 "--device", "cpu", "--steps", "1", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "## Per training step, by kind of work (CPU ops, self time)" in text
+    assert "| matmul |" in text and "| total |" in text
