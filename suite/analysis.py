@@ -1,4 +1,5 @@
-"""Tables from a results folder: speedup at equal quality, step latency, final quality.
+"""Tables from a results folder: speedup at equal quality, quality at equal steps, step latency,
+final quality.
 
 Pure pandas / numpy; no plotting. Inputs are the two tidy tables of `suite.schema`: ``runs``
 (SUMMARY_COLUMNS, one row per run) and ``curves`` (CURVE_COLUMNS, one row per evaluation point).
@@ -326,6 +327,66 @@ def speedup_table(runs: pd.DataFrame, curves: pd.DataFrame,
     return out.drop(columns="_b").reset_index(drop=True)
 
 
+# --------------------------------------------------------------------------- quality at equal steps
+EQUAL_STEPS_COLUMNS = ["objective", "context", "size", "variant", "model", "baseline", "n_seeds", "steps_mean",
+                       "bpb_mean", "baseline_bpb_mean", "delta_mean", "delta_min", "delta_max"]
+
+
+def bpb_at_step(curve: pd.DataFrame, step: float) -> float:
+    """One run's held-out bits per byte at a step count, interpolated linearly between its evaluations;
+    NaN before its first evaluation, after its last, or without bits per byte."""
+    if curve is None or len(curve) == 0 or "eval_bpb" not in curve:
+        return math.nan
+    st = pd.to_numeric(curve["step"], errors="coerce").to_numpy(dtype=float)
+    bpb = pd.to_numeric(curve["eval_bpb"], errors="coerce").to_numpy(dtype=float)
+    keep = np.isfinite(st) & np.isfinite(bpb)
+    st, bpb = st[keep], bpb[keep]
+    if st.size == 0 or not (st.min() <= step <= st.max()):
+        return math.nan
+    order = np.argsort(st, kind="stable")
+    return float(np.interp(step, st[order], bpb[order]))
+
+
+def quality_at_equal_steps(runs: pd.DataFrame, curves: pd.DataFrame,
+                           baseline: str = "transformer_plus_plus") -> pd.DataFrame:
+    """Each variant against ``baseline`` after the same number of training steps (the paper compares
+    models trained for the same steps; our runs have the same time instead, so the faster model takes
+    more steps). Per (objective, context, size, seed): m = the fewer steps of the two runs; both
+    runs' held-out bits per byte at step m, read off their learning curves (`bpb_at_step`); delta =
+    variant - baseline (negative: the variant is better per step). Aggregated over seeds, columns
+    EQUAL_STEPS_COLUMNS; the baseline itself has no row."""
+    tr = train_runs(runs)
+    base_variant = resolve_variant(tr, baseline) if len(tr) else None
+    if base_variant is None or curves is None or curves.empty:
+        return pd.DataFrame(columns=EQUAL_STEPS_COLUMNS)
+    by_run = {rid: g for rid, g in curves.groupby("run_id", sort=False)}
+    per_seed = []
+    for key, group in tr.groupby(_GROUP + ["seed"], sort=True, dropna=False):
+        base = group[group["variant"] == base_variant]
+        if base.empty or base["run_id"].iloc[0] not in by_run:
+            continue
+        b_curve, b_steps = by_run[base["run_id"].iloc[0]], float(_num(base, "steps").iloc[0])
+        for _, r in group[group["variant"] != base_variant].iterrows():
+            if r["run_id"] not in by_run:
+                continue
+            m = min(b_steps, float(pd.to_numeric(r.get("steps"), errors="coerce")))
+            v, b = bpb_at_step(by_run[r["run_id"]], m), bpb_at_step(b_curve, m)
+            if np.isfinite(v) and np.isfinite(b):
+                per_seed.append(dict(zip(_GROUP, key[:3])) | {"variant": r["variant"], "model": r["model"],
+                                                               "steps": m, "bpb": v, "baseline_bpb": b})
+    if not per_seed:
+        return pd.DataFrame(columns=EQUAL_STEPS_COLUMNS)
+    df = pd.DataFrame(per_seed)
+    rows = []
+    for key, g in df.groupby(_GROUP + ["variant"], sort=False, dropna=False):
+        d = g["bpb"] - g["baseline_bpb"]
+        rows.append(dict(zip(_GROUP + ["variant"], key)) | {
+            "model": g["model"].iloc[0], "baseline": base_variant, "n_seeds": int(len(g)),
+            "steps_mean": g["steps"].mean(), "bpb_mean": g["bpb"].mean(), "baseline_bpb_mean": g["baseline_bpb"].mean(),
+            "delta_mean": d.mean(), "delta_min": d.min(), "delta_max": d.max()})
+    return _sort(pd.DataFrame(rows, columns=EQUAL_STEPS_COLUMNS), _GROUP + ["variant"])
+
+
 # ---------------------------------------------------------------------------------------- latency
 LATENCY_COLUMNS = ["objective", "context", "size", "variant", "model", "source", "status", "n_runs",
                    "step_ms_median", "step_ms_p10", "step_ms_p90", "tokens_per_s", "peak_mem_gib", "mfu",
@@ -450,4 +511,5 @@ __all__ = ["BASELINES", "MODEL_ORDER", "MODEL_LABELS", "OBJECTIVE_LABELS", "SPEE
            "SPEEDUP_SEED_COLUMNS", "LATENCY_COLUMNS", "QUALITY_COLUMNS", "model_label", "variant_label",
            "split_variant", "objective_label", "context_label", "model_sort_key", "train_runs",
            "resolve_variant", "time_to_quality", "speedup_per_seed",
-           "speedup_at_equal_quality", "speedup_table", "latency_table", "quality_table", "markdown_table"]
+           "speedup_at_equal_quality", "speedup_table", "EQUAL_STEPS_COLUMNS", "bpb_at_step",
+           "quality_at_equal_steps", "latency_table", "quality_table", "markdown_table"]

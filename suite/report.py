@@ -6,6 +6,7 @@
     tables/speedup.csv  tables/speedup.md    speedup at equal quality over Transformer++ and Transformer
     tables/latency.csv  tables/latency.md    step time, throughput, peak memory, MFU (OOM kept)
     tables/quality.csv  tables/quality.md    final held-out bits per byte over seeds
+    tables/equal_steps.csv  .md              bits per byte at equal steps, minus Transformer++'s
     figures/<stem>.png and .svg              see `suite.figures`
 The CSVs are long (one row per objective, context, size, model[, baseline]); the Markdown files are
 the same numbers pivoted to model x context for reading. A table or figure without data is skipped.
@@ -22,7 +23,7 @@ import pandas as pd
 
 from . import figures as F
 from .analysis import (BASELINES, context_label, latency_table, markdown_table, model_sort_key, objective_label,
-                       quality_table, speedup_table, variant_label)
+                       quality_at_equal_steps, quality_table, speedup_table, variant_label)
 from .schema import CURVE_COLUMNS, SUMMARY_COLUMNS
 
 
@@ -135,6 +136,26 @@ def speedup_markdown(tab: pd.DataFrame) -> str:
     return "\n".join(out)
 
 
+def equal_steps_markdown(tab: pd.DataFrame) -> str:
+    """Bits per byte at equal steps, minus the baseline's, per model x context (negative: better)."""
+    if tab is None or tab.empty:
+        return ""
+    def cell(r):
+        text = f"{r['delta_mean']:+.3f} ({int(round(r['steps_mean']))} steps)"
+        if int(r["n_seeds"]) > 1:
+            text += f" [{r['delta_min']:+.3f} to {r['delta_max']:+.3f}]"
+        return text
+    out = []
+    for _, label, sub in _sections(tab):
+        base = variant_label(str(sub["baseline"].iloc[0]))
+        n = int(sub["n_seeds"].max())
+        out.append(f"**{label}: held-out bits per byte at equal steps, minus {base}'s** (negative: better per "
+                   f"step; compared at the shorter run's step count; {n} seed{'s' if n != 1 else ''}"
+                   f"{', [min to max]' if n > 1 else ''})\n")
+        out.append(markdown_table(_pivot(sub, cell)))
+    return "\n".join(out)
+
+
 def latency_markdown(tab: pd.DataFrame) -> str:
     """Median step time (ms) per model x context, OOM written out; then peak memory if measured."""
     if tab is None or tab.empty:
@@ -195,7 +216,7 @@ def _write_table(tables_dir: Path, name: str, df: pd.DataFrame, md: str, title: 
 
 def write_report(folder: Path, runs: pd.DataFrame | None = None,
                  curves: pd.DataFrame | None = None) -> dict[str, list[Path]]:
-    """Write folder/tables/{speedup,latency,quality}.{csv,md} and folder/figures/*.{png,svg}.
+    """Write folder/tables/{speedup,latency,quality,equal_steps}.{csv,md} and folder/figures/*.{png,svg}.
 
     Reads folder/runs.csv and folder/curves.csv unless the frames are given. Returns
     {"tables": [...], "figures": [...]}, the paths written. Tables or figures without data are
@@ -213,10 +234,12 @@ def write_report(folder: Path, runs: pd.DataFrame | None = None,
     speed = speedup_table(runs, curves, BASELINES)
     lat = latency_table(runs)
     qual = quality_table(runs)
+    steps = quality_at_equal_steps(runs, curves, BASELINES[0])
     tables = []
     tables += _write_table(tables_dir, "speedup", speed, speedup_markdown(speed), "Speedup at equal quality")
     tables += _write_table(tables_dir, "latency", lat, latency_markdown(lat), "Step latency and memory")
     tables += _write_table(tables_dir, "quality", qual, quality_markdown(qual), "Final quality")
+    tables += _write_table(tables_dir, "equal_steps", steps, equal_steps_markdown(steps), "Quality at equal steps")
 
     figs = []
     for name, fn in (("speedup_vs_context", lambda: F.plot_speedup(runs, curves, figures_dir, table=speed)),
@@ -280,4 +303,4 @@ if __name__ == "__main__":
 
 
 __all__ = ["load_results", "write_report", "summary_markdown", "speedup_markdown", "latency_markdown",
-           "quality_markdown", "main"]
+           "quality_markdown", "equal_steps_markdown", "main"]

@@ -5,8 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from suite.analysis import (latency_table, markdown_table, quality_table, resolve_variant, speedup_at_equal_quality,
-                            speedup_table, split_variant, time_to_quality, variant_label)
+from suite.analysis import (bpb_at_step, latency_table, markdown_table, quality_at_equal_steps, quality_table,
+                            resolve_variant, speedup_at_equal_quality, speedup_table, split_variant, time_to_quality,
+                            variant_label)
 from suite.schema import CURVE_COLUMNS, SUMMARY_COLUMNS
 
 
@@ -223,3 +224,31 @@ def test_a_slower_model_gets_the_ratio_at_its_own_final_quality():
     assert not tab.loc["flash", "reached_all"] and tab.loc["flash", "n_reached"] == 0
     assert tab.loc["flash", "speedup_below_mean"] == 0.5
     assert tab.loc["transformer_plus_plus", "speedup_mean"] == 1.0
+
+
+# ------------------------------------------------------------------------------ quality at equal steps
+def test_bpb_at_step_interpolates_inside_the_curve_only():
+    curve = pd.DataFrame({"step": [100, 0, 200], "eval_bpb": [3.0, 5.0, 2.0]})  # order scrambled on purpose
+    assert bpb_at_step(curve, 150) == pytest.approx(2.5)
+    assert bpb_at_step(curve, 200) == pytest.approx(2.0)
+    assert math.isnan(bpb_at_step(curve, 201)) and math.isnan(bpb_at_step(curve, -1))
+    assert math.isnan(bpb_at_step(curve.iloc[:0], 10))
+
+
+def test_equal_steps_compares_at_the_shorter_run_and_aggregates_seeds():
+    runs, curves = [], []
+    for seed, (fast_steps, slow_final) in enumerate([(400, 1.8), (400, 1.6)]):
+        base = train_run("transformer_plus_plus", seed, final=1.0) | {"steps": fast_steps}
+        slow = train_run("flash", seed, final=1.0) | {"steps": 200}      # fewer steps in the same time
+        runs += [base, slow]
+        # baseline: bpb 4 - 0.005 * step (2.0 at step 400, 3.0 at step 200); the slow model ends at slow_final
+        curves += [{"run_id": base["run_id"], "step": st, "eval_bpb": 4 - 0.005 * st} for st in (0, 200, 400)]
+        curves += [{"run_id": slow["run_id"], "step": st, "eval_bpb": b} for st, b in ((0, 4.0), (200, slow_final))]
+    tab = quality_at_equal_steps(make_runs(runs), make_curves(curves))
+    assert list(tab["variant"]) == ["flash"]           # the baseline has no row of its own
+    r = tab.iloc[0]
+    assert r["n_seeds"] == 2 and r["steps_mean"] == 200
+    assert r["baseline_bpb_mean"] == pytest.approx(3.0)
+    assert r["delta_min"] == pytest.approx(-1.4) and r["delta_max"] == pytest.approx(-1.2)  # better per step
+    assert r["delta_mean"] == pytest.approx(-1.3)
+    assert quality_at_equal_steps(make_runs(runs), make_curves(curves).iloc[:0]).empty
