@@ -29,6 +29,8 @@ Environment overrides:
   FLASH_REPRO_BENCH_MEM_GB     the memory cap for quadratic layers (GiB; default: CPU 0.25,
                                CUDA 1/8 of the device's memory)
   FLASH_REPRO_BENCH_SECONDS    timed seconds to aim for per case (default: CPU 1, CUDA 2)
+  FLASH_REPRO_BENCH_COMPILE    1: torch.compile each layer (static shapes) before timing it; the check call
+                               then also compiles, and a warm call sets the number of rounds
 Quadratic-memory layers (materialized, gau_quad) are skipped when T * T * batch * heads * bytes (the
 one score matrix; the real peak of fwd+bwd is a few times larger) exceeds the cap. SDPA is not: its
 fused kernels never hold the T x T matrix. With the CPU defaults this skips "materialized" at T = 4096
@@ -119,6 +121,7 @@ else:
 MEM_CAP_BYTES = _env_number("FLASH_REPRO_BENCH_MEM_GB", _default_cap_gb, float) * 2**30
 TARGET_SECONDS = _env_number("FLASH_REPRO_BENCH_SECONDS", 2.0 if ON_CUDA else 1.0, float)
 MIN_ROUNDS, MAX_ROUNDS = (5, 200) if ON_CUDA else (2, 20)
+COMPILE = os.environ.get("FLASH_REPRO_BENCH_COMPILE", "").strip() not in ("", "0")
 DTYPE_NAME = "bfloat16 (autocast)" if ON_CUDA else "float32"
 ELEMENT_BYTES = 2 if ON_CUDA else 4
 
@@ -267,6 +270,9 @@ def test_attention(benchmark, layer, T, mode):
 
     torch.manual_seed(0)
     module = build_layer(layer, T).to(DEVICE)
+    if COMPILE:
+        torch._dynamo.reset()  # one layer's graphs per case, never the recompile limit of earlier cases
+        module = torch.compile(module, dynamic=False)
     x = torch.randn(batch, T, D, device=DEVICE, requires_grad=(mode == "fwd+bwd"))
     grad_out: list[torch.Tensor] = []  # filled by the check call, in the output's dtype
 
@@ -314,6 +320,7 @@ def test_attention(benchmark, layer, T, mode):
         "layer": layer, "mode": mode, "T": T, "batch": batch, "tokens": batch * T, "d": D,
         "heads": 1 if layer in GAU_LAYERS else HEADS, "device": device_name(), "dtype": DTYPE_NAME,
         "torch": torch.__version__, "flops_fwd_per_token": flops_token, "flops_per_call": flops_call,
+        "compiled": COMPILE,
     })
     if layer == "combiner":
         benchmark.extra_info["block"] = default_block(T)
@@ -323,7 +330,8 @@ def test_attention(benchmark, layer, T, mode):
     rounds = 1
     if not benchmark.disabled:
         elapsed = check_seconds  # the first call is no faster than a warm one
-        if elapsed * MIN_ROUNDS < TARGET_SECONDS:  # more than the minimum may fit: time a warm call
+        if COMPILE or elapsed * MIN_ROUNDS < TARGET_SECONDS:  # more than the minimum may fit (or the check
+            # call compiled): time a warm call
             t0 = time.perf_counter()
             step()
             elapsed = time.perf_counter() - t0
