@@ -5,8 +5,8 @@ import pytest
 import torch
 
 import implementations as impl
-from implementations.attention.gau import (GAU, dense_mixed_chunk_matrix, mixed_chunk_attention,
-                                           quadratic_attention)
+from implementations.attention.gau import (GAU, dense_mixed_chunk_matrix, exclusive_chunk_prefix,
+                                           mixed_chunk_attention, quadratic_attention)
 
 
 
@@ -25,14 +25,15 @@ def grads(out, tensors):
     return torch.autograd.grad((out * w).sum(), tensors), w
 
 
+@pytest.mark.parametrize("prefix", ["cumsum", "matmul"])
 @pytest.mark.parametrize("causal", [True, False])
 @pytest.mark.parametrize("T,C", [(32, 8), (37, 8), (37, 16), (5, 8), (64, 64), (50, 1)])
-def test_chunked_equals_dense_reference_outputs_and_gradients(causal, T, C):
+def test_chunked_equals_dense_reference_outputs_and_gradients(causal, T, C, prefix):
     qs, v = inputs(T=T)
     bias_w = torch.randn(2 * C - 1, requires_grad=True)
     idx = torch.arange(C)
     bias = bias_w[idx[None, :] - idx[:, None] + C - 1]
-    fast = mixed_chunk_attention(*qs, v, bias, C, causal)
+    fast = mixed_chunk_attention(*qs, v, bias, C, causal, prefix=prefix)
     dense = dense_mixed_chunk_matrix(*qs, lambda i, j: bias_w[j - i + C - 1], C, causal) @ v
     torch.testing.assert_close(fast, dense, rtol=1e-10, atol=1e-10)
     w = torch.randn_like(fast)
@@ -126,3 +127,19 @@ def test_bad_gau_options_are_refused():
         impl.build_model("flash", vocab_size=10, d_model=8, n_layers=1, max_len=8, parts="both")
     with pytest.raises(ValueError, match="chunk size"):
         impl.build_model("flash", vocab_size=10, d_model=8, n_layers=1, max_len=8, chunk=0)
+
+
+def test_chunk_prefix_ways_agree_in_bf16_and_unknown_ways_are_refused():
+    g = torch.Generator().manual_seed(0)
+    kv = torch.randn(3, 9, 4, 5, generator=g, dtype=torch.float64)
+    exact = torch.stack([kv[:, :i].sum(dim=1) for i in range(9)], dim=1)  # chunk 0 sees nothing
+    torch.testing.assert_close(exclusive_chunk_prefix(kv, "cumsum"), exact)
+    torch.testing.assert_close(exclusive_chunk_prefix(kv, "matmul"), exact)
+    low = kv.to(torch.bfloat16)
+    a, b = exclusive_chunk_prefix(low, "cumsum"), exclusive_chunk_prefix(low, "matmul")
+    assert a.dtype == torch.float32 and b.dtype == torch.bfloat16
+    torch.testing.assert_close(b.float(), a, rtol=1e-2, atol=2e-2)  # one bf16 rounding of the same sums
+    with pytest.raises(ValueError, match="chunk prefix"):
+        exclusive_chunk_prefix(kv, "scan")
+    with pytest.raises(ValueError, match="chunk prefix"):
+        GAU(8, expansion=2, s=4, causal=True, max_len=16, attention="mixed_chunk", chunk=4, prefix="scan")

@@ -74,11 +74,32 @@ def quadratic_attention(q, k, v, bias, norm: float, causal: bool) -> torch.Tenso
 
 
 PARTS = ("mixed", "local", "global")  # the paper's ablation: both parts, local (quadratic) only, global (linear) only
+PREFIXES = ("cumsum", "matmul")  # two ways to sum the chunk states of earlier chunks (same numbers)
+
+
+def exclusive_chunk_prefix(kv: torch.Tensor, how: str = "cumsum") -> torch.Tensor:
+    """sum_{h<g} kv[:, h] for every chunk g; kv: [B, G, s, e].
+
+    "cumsum": a float32 cumulative sum over the chunk axis minus each chunk's own state (returned in
+    float32). "matmul": a strictly lower-triangular [G, G] matrix of ones times the states, one GEMM in
+    kv's dtype with float32 accumulation inside it (returned in kv's dtype): no float32 copy of the
+    states and no scan over an outer axis. Which is faster on a GPU is still being measured
+    (results/NOTES.md); both are tested against the dense reference.
+    """
+    if how == "cumsum":
+        acc = kv.to(torch.promote_types(kv.dtype, torch.float32))
+        return acc.cumsum(dim=1) - acc
+    if how == "matmul":
+        B, G = kv.shape[:2]
+        tri = torch.ones(G, G, device=kv.device, dtype=kv.dtype).tril(-1)
+        return torch.matmul(tri, kv.reshape(B, G, -1)).view_as(kv)
+    raise ValueError(f"unknown chunk prefix {how!r}; valid: {', '.join(PREFIXES)}")
 
 
 def mixed_chunk_attention(q_quad, k_quad, q_lin, k_lin, v, bias: torch.Tensor | None, chunk: int,
-                          causal: bool, parts: str = "mixed") -> torch.Tensor:
+                          causal: bool, parts: str = "mixed", prefix: str = "cumsum") -> torch.Tensor:
     """Chunked form of mixed chunk attention. q_*, k_*: [B, T, s]; v: [B, T, e]; bias: [C, C].
+    `prefix`: how the causal form sums earlier chunks' states (`exclusive_chunk_prefix`).
 
     Any T: the sequence is padded with zeros to a multiple of `chunk`; padded keys carry V = 0 and
     K_lin = 0, so they add nothing, and their outputs are dropped.
@@ -98,10 +119,9 @@ def mixed_chunk_attention(q_quad, k_quad, q_lin, k_lin, v, bias: torch.Tensor | 
     kv = torch.matmul(kl.transpose(-1, -2), vv)  # [B, G, s, e]: each chunk's state
     acc = torch.promote_types(kv.dtype, torch.float32)  # sums over chunks in at least float32
     if causal:
-        # exclusive prefix sum over chunks (inclusive minus own: no padding copy), normalised by the
-        # number of tokens summed (g C); the normaliser goes on the query, [.., C, s], not the state, [.., s, e]
-        kv = kv.to(acc)
-        kv = (kv.cumsum(dim=1) - kv).to(ql.dtype)
+        # exclusive prefix sum over chunks, normalised by the number of tokens summed (g C); the
+        # normaliser goes on the query, [.., C, s], not the state, [.., s, e]
+        kv = exclusive_chunk_prefix(kv, prefix).to(ql.dtype)
         counts = torch.arange(G, device=v.device, dtype=acc).clamp_min(1) * C
         ql = ql * (1.0 / counts).view(1, G, 1, 1).to(ql.dtype)
         rows = (B * G, C)  # each chunk reads its own state
@@ -146,11 +166,13 @@ class GAU(nn.Module):
 
     def __init__(self, d: int, *, expansion: int, s: int, causal: bool, max_len: int, attention: str,
                  chunk: int = 256, quad_norm: str = "max_len", rope: bool = True, rel_pos_bias: bool = True,
-                 parts: str = "mixed"):
+                 parts: str = "mixed", prefix: str = "cumsum"):
         super().__init__()
         if parts not in PARTS:
             raise ValueError(f"unknown mixed chunk attention parts {parts!r}; valid: {', '.join(PARTS)}")
-        self.parts = parts
+        if prefix not in PREFIXES:
+            raise ValueError(f"unknown chunk prefix {prefix!r}; valid: {', '.join(PREFIXES)}")
+        self.parts, self.prefix = parts, prefix
         if attention not in ("quad", "mixed_chunk"):
             raise ValueError(f"unknown GAU attention {attention!r}; valid: quad, mixed_chunk")
         if quad_norm not in QUAD_NORMS:
@@ -188,7 +210,7 @@ class GAU(nn.Module):
             out = quadratic_attention(*qk, v, *self.quad_bias_and_norm(x.shape[1]), self.causal)
         else:
             bias = self.rel_pos_bias(self.chunk) if self.rel_pos_bias is not None else None
-            out = mixed_chunk_attention(*qk, v, bias, self.chunk, self.causal, self.parts)
+            out = mixed_chunk_attention(*qk, v, bias, self.chunk, self.causal, self.parts, self.prefix)
         return u * out
 
     def effective_attention(self, x: torch.Tensor) -> torch.Tensor:

@@ -15,6 +15,8 @@ Layers, each built bare (no residual, norm or FFN), causal, at width d, with RoP
   combiner      CombinerAttention (models/combiner.py): block = default_block(T) (the model's at max_len T)
   gau_quad      GAU, attention "quad" (attention/gau.py): e = 2d, s = 128, max_len = T
   gau_mixed     GAU, attention "mixed_chunk": e = 2d, s = 128, chunk 256
+  gau_mixed_mm  the same with prefix "matmul" (earlier chunks' states summed by one GEMM instead of a
+                float32 cumsum; same numbers): an A/B of `exclusive_chunk_prefix` under measurement
 Modes: "fwd" (under torch.no_grad) and "fwd+bwd" (forward, then backward of a fixed random output
 gradient into the parameters and the input).
 
@@ -132,10 +134,11 @@ HEADS = D // 64
 GAU_S, GAU_EXPANSION, GAU_CHUNK = 128, 2, 256
 FAVOR_FEATURES, FAVOR_CHUNK = 256, 64
 
-LAYERS = ("sdpa", "materialized", "favor", "combiner", "gau_quad", "gau_mixed")
+LAYERS = ("sdpa", "materialized", "favor", "combiner", "gau_quad", "gau_mixed", "gau_mixed_mm")
 MODES = ("fwd", "fwd+bwd")
 QUADRATIC_HEADS = {"materialized": HEADS, "gau_quad": 1}  # layers holding T x T scores per head
-GAU_LAYERS = ("gau_quad", "gau_mixed")
+GAU_LAYERS = ("gau_quad", "gau_mixed", "gau_mixed_mm")
+GAU_PREFIX = {"gau_mixed": "cumsum", "gau_mixed_mm": "matmul"}
 
 
 def device_name() -> str:
@@ -170,9 +173,9 @@ def build_layer(layer: str, T: int) -> torch.nn.Module:
         return CombinerAttention(D, HEADS, causal=True, block=default_block(T), rope=True)
     if layer == "gau_quad":
         return GAU(D, expansion=GAU_EXPANSION, s=GAU_S, causal=True, max_len=T, attention="quad")
-    if layer == "gau_mixed":
+    if layer in GAU_PREFIX:
         return GAU(D, expansion=GAU_EXPANSION, s=GAU_S, causal=True, max_len=T, attention="mixed_chunk",
-                   chunk=GAU_CHUNK)
+                   chunk=GAU_CHUNK, prefix=GAU_PREFIX[layer])
     raise ValueError(f"unknown layer {layer!r}")
 
 
@@ -199,12 +202,13 @@ def forward_flops_per_token(layer: str, T: int) -> float:
 
 # ----------------------------------------------------------------------------- the correctness gate
 
-@functools.lru_cache(maxsize=1)
-def gau_gate() -> str | None:
+@functools.lru_cache(maxsize=2)
+def gau_gate(prefix: str = "cumsum") -> str | None:
     """None when the mixed_chunk GAU's fast path equals its dense reference (float64), else why not."""
     try:
         g = torch.Generator().manual_seed(0)
-        layer = GAU(16, expansion=2, s=8, causal=True, max_len=40, attention="mixed_chunk", chunk=8)
+        layer = GAU(16, expansion=2, s=8, causal=True, max_len=40, attention="mixed_chunk", chunk=8,
+                    prefix=prefix)
         layer = layer.to(DEVICE, torch.float64)
         with torch.no_grad():  # move away from the init (zero biases) so every term matters
             for p in layer.parameters():
@@ -225,9 +229,11 @@ def gau_gate() -> str | None:
     return None
 
 
-def test_gau_mixed_chunk_matches_reference():
-    problem = gau_gate()
-    assert problem is None, f"GAU mixed_chunk fast path vs reference_forward (float64, {DEVICE.type}): {problem}"
+@pytest.mark.parametrize("prefix", sorted(set(GAU_PREFIX.values())))
+def test_gau_mixed_chunk_matches_reference(prefix):
+    problem = gau_gate(prefix)
+    assert problem is None, (f"GAU mixed_chunk (prefix {prefix}) fast path vs reference_forward "
+                             f"(float64, {DEVICE.type}): {problem}")
 
 
 # ----------------------------------------------------------------------------- the benchmarks
@@ -264,7 +270,7 @@ def test_attention(benchmark, layer, T, mode):
                     f"(T*T*batch {batch}*heads {QUADRATIC_HEADS[layer]}*{ELEMENT_BYTES} B), over the cap of "
                     f"{MEM_CAP_BYTES / 2**30:.2f} GiB (FLASH_REPRO_BENCH_MEM_GB)")
     if layer in GAU_LAYERS:
-        problem = gau_gate()
+        problem = gau_gate(GAU_PREFIX.get(layer, "cumsum"))
         if problem is not None:
             pytest.fail(f"refusing to time {layer}: the GAU mixed_chunk correctness gate failed: {problem}")
 
@@ -324,8 +330,8 @@ def test_attention(benchmark, layer, T, mode):
     })
     if layer == "combiner":
         benchmark.extra_info["block"] = default_block(T)
-    if layer == "gau_mixed":
-        benchmark.extra_info["chunk"] = GAU_CHUNK
+    if layer in GAU_PREFIX:
+        benchmark.extra_info.update(chunk=GAU_CHUNK, prefix=GAU_PREFIX[layer])
 
     rounds = 1
     if not benchmark.disabled:
