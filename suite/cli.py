@@ -32,6 +32,22 @@ def context_value(text: str) -> int:
     return int(t[:-1] if scale > 1 else t) * scale
 
 
+def _key_value(text: str) -> tuple[str, object]:
+    """KEY=VALUE with VALUE read as a bool (true / false), an int, a float, or else kept as text."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip() or not raw.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    raw = raw.strip()
+    if raw.lower() in ("true", "false"):
+        return key.strip(), raw.lower() == "true"
+    for kind in (int, float):
+        try:
+            return key.strip(), kind(raw)
+        except ValueError:
+            pass
+    return key.strip(), raw
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="run_all.py", description="flash-repro: train and time the paper's models, then draw its tables and "
@@ -58,6 +74,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--ddp", action="store_true", help="under torchrun: train each run data-parallel over all "
                    "processes (DistributedDataParallel; --tokens-per-step stays the global batch) instead of "
                    "sharing the runs out, one process per run")
+    p.add_argument("--set", dest="model_overrides", action="append", type=_key_value, metavar="KEY=VALUE",
+                   help="a model option for every run, e.g. --set chunk=128 (repeatable; the options of each "
+                   "model: python -m implementations.fidelity); the runs are then a variant, e.g. flash[chunk=128]")
     p.add_argument("--out", help="results folder (default results/<platform>/<preset>)")
     p.add_argument("--fresh", action="store_true", help="measure again runs that are already finished in the "
                    "results folder (their records move to superseded/<time>/, nothing is overwritten)")
@@ -91,14 +110,11 @@ def _main(args) -> int:
                                        size=args.size, budget_s=args.budget, tokens_per_step=args.tokens_per_step,
                                        precision=args.precision, compile=args.compile,
                                        sdpa_backend=args.sdpa_backend).items() if v is not None}
+    if args.model_overrides:
+        overrides["overrides"] = tuple(dict(args.model_overrides).items())  # the last value of a key wins
     runs = expand(preset, models=args.models, contexts=args.contexts, objectives=args.objectives, seeds=args.seeds,
                   variants=not args.no_variants, with_peers=args.peers, **overrides)
     device = runs[0].device if runs else "cpu"
-    if device.startswith("cuda"):
-        import torch
-        if not torch.cuda.is_available():
-            raise UsageError(f"preset {args.preset!r} runs on {device}, but PyTorch sees no CUDA device; "
-                             "add --device cpu to run it here (slowly)")
     default_name = args.preset
     if args.ddp and D.world_size() > 1:  # data-parallel runs keep their run_id: not in the same folder by default
         default_name += f"-ddp{D.world_size()}"
@@ -108,6 +124,11 @@ def _main(args) -> int:
             print(r.run_id, r.label(), f"size={r.size} batch={r.batch_size} compile={r.compile}")
         print(f"{len(runs)} runs -> {out}")
         return 0
+    if device.startswith("cuda"):
+        import torch
+        if not torch.cuda.is_available():
+            raise UsageError(f"preset {args.preset!r} runs on {device}, but PyTorch sees no CUDA device; "
+                             "add --device cpu to run it here (slowly)")
     if args.ddp:
         check_ddp(runs, D.world_size())
     # under torchrun every process joins the group now, and leaves it at the end

@@ -67,6 +67,8 @@ def expand(preset: Preset, *, models: list[str] | None = None, contexts: list[in
                 for model in ms:
                     for seed in seeds or preset.seeds:
                         kw = {**preset.base, **extra, **overrides}
+                        if "overrides" in extra and "overrides" in overrides:  # model options: merge
+                            kw["overrides"] = tuple({**dict(extra["overrides"]), **dict(overrides["overrides"])}.items())
                         try:
                             runs.append(RunConfig(model=model, context=context, objective=objective, seed=seed, **kw))
                         except ValueError as exc:

@@ -143,3 +143,24 @@ def test_chunk_prefix_ways_agree_in_bf16_and_unknown_ways_are_refused():
         exclusive_chunk_prefix(kv, "scan")
     with pytest.raises(ValueError, match="chunk prefix"):
         GAU(8, expansion=2, s=4, causal=True, max_len=16, attention="mixed_chunk", chunk=4, prefix="scan")
+
+
+@pytest.mark.parametrize("prefix", ["cumsum", "matmul"])
+def test_gau_implementation_choices_give_the_same_numbers(prefix):
+    """prefix and bias_grad change how the numbers are computed, never the numbers (float64)."""
+    torch.manual_seed(0)
+    kw = dict(expansion=2, s=8, causal=True, max_len=40, attention="mixed_chunk", chunk=8)
+    plain = GAU(16, **kw)
+    with torch.no_grad():
+        for p in plain.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+    other = GAU(16, **kw, prefix=prefix, bias_grad="mm")
+    other.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 29, 16)
+    a, b = plain(x), other(x)
+    torch.testing.assert_close(b, a, rtol=1e-12, atol=1e-12)
+    w = torch.randn_like(a)
+    ga = torch.autograd.grad((a * w).sum(), list(plain.parameters()))
+    gb = torch.autograd.grad((b * w).sum(), list(other.parameters()))
+    for (name, _), u, v in zip(plain.named_parameters(), gb, ga):
+        torch.testing.assert_close(u, v, rtol=1e-10, atol=1e-10, msg=name)

@@ -4,6 +4,7 @@ temporary folder (no downloads, no committed data); the whole file runs in well 
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import itertools
 import json
@@ -481,6 +482,7 @@ def cli_error(capsys, argv: list[str]) -> str:
     (["--contexts", "0"], "context 0"),
     (["--contexts", "1k", "--tokens-per-step", "512"], "at most tokens_per_step 512"),
     (["--preset", "gpu-everything"], "unknown preset 'gpu-everything'"),
+    (["--set", "chunk=8"], "unknown override(s) ['chunk'] for model 'transformer'"),
 ])
 def test_bad_input_is_one_error_line(capsys, tmp_path, corpus, extra, words):
     argv = ["--preset", "smoke", "--models", "transformer", "--contexts", "32", "--budget", "0.2",
@@ -598,3 +600,18 @@ def test_fresh_measures_again_and_keeps_the_old_records(capsys, tmp_path, corpus
     runs = pd.read_csv(out / "runs.csv")
     assert len(runs) == 1 and runs["run_id"].iloc[0] in first
     assert (out / "runs" / kept[0].name).read_text() != old  # measured again
+
+
+def test_set_gives_model_options_typed_and_merged_with_the_presets(capsys):
+    from suite.cli import _key_value
+
+    assert _key_value("chunk=128") == ("chunk", 128) and _key_value("rope=false") == ("rope", False)
+    assert _key_value("prefix=matmul") == ("prefix", "matmul") and _key_value("x=0.5") == ("x", 0.5)
+    for bad in ("chunk", "=3", "chunk="):
+        with pytest.raises(argparse.ArgumentTypeError):
+            _key_value(bad)
+    # a GPU preset lists its runs without a GPU; --set joins the preset's own model overrides
+    assert cli.main(["--preset", "gpu-ablation", "--models", "flash", "--set", "prefix=matmul", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "flash[chunk=128,prefix=matmul]+compile" in out and "flash[prefix=matmul]+compile" in out
+    assert "flash[parts=local,prefix=matmul]+compile" in out

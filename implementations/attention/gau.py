@@ -19,6 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..layers.linear import Linear
 from ..layers.rope import RotaryEmbedding
 
 QUAD_NORMS = ("max_len", "length")
@@ -166,7 +167,7 @@ class GAU(nn.Module):
 
     def __init__(self, d: int, *, expansion: int, s: int, causal: bool, max_len: int, attention: str,
                  chunk: int = 256, quad_norm: str = "max_len", rope: bool = True, rel_pos_bias: bool = True,
-                 parts: str = "mixed", prefix: str = "cumsum"):
+                 parts: str = "mixed", prefix: str = "cumsum", bias_grad: str = "autograd"):
         super().__init__()
         if parts not in PARTS:
             raise ValueError(f"unknown mixed chunk attention parts {parts!r}; valid: {', '.join(PARTS)}")
@@ -180,8 +181,9 @@ class GAU(nn.Module):
         if chunk < 1:
             raise ValueError(f"chunk size must be >= 1, got {chunk}")
         self.e, self.s = expansion * d, s
-        self.to_hidden = nn.Linear(d, 2 * self.e + s)
-        self.to_out = nn.Linear(self.e, d)
+        # bias_grad: how the projections' bias gradients are computed (layers/linear.py; same numbers)
+        self.to_hidden = Linear(d, 2 * self.e + s, bias_grad=bias_grad)
+        self.to_out = Linear(self.e, d, bias_grad=bias_grad)
         self.scale_offset = ScaleOffset(s, 2 if attention == "quad" else 4)
         self.rope = RotaryEmbedding(s) if rope else None
         n_bias = max_len if attention == "quad" else chunk

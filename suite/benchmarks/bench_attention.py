@@ -15,8 +15,9 @@ Layers, each built bare (no residual, norm or FFN), causal, at width d, with RoP
   combiner      CombinerAttention (models/combiner.py): block = default_block(T) (the model's at max_len T)
   gau_quad      GAU, attention "quad" (attention/gau.py): e = 2d, s = 128, max_len = T
   gau_mixed     GAU, attention "mixed_chunk": e = 2d, s = 128, chunk 256
-  gau_mixed_mm  the same with prefix "matmul" (earlier chunks' states summed by one GEMM instead of a
-                float32 cumsum; same numbers): an A/B of `exclusive_chunk_prefix` under measurement
+  gau_mixed_*   the same with implementation choices under measurement (same numbers, results/NOTES.md
+                entries 8 and 9): _pm prefix "matmul" (earlier chunks' states summed by one GEMM, not a
+                float32 cumsum), _bm bias_grad "mm" (bias gradients by a matmul, not a column sum), _pm_bm both
 Modes: "fwd" (under torch.no_grad) and "fwd+bwd" (forward, then backward of a fixed random output
 gradient into the parameters and the input).
 
@@ -134,11 +135,12 @@ HEADS = D // 64
 GAU_S, GAU_EXPANSION, GAU_CHUNK = 128, 2, 256
 FAVOR_FEATURES, FAVOR_CHUNK = 256, 64
 
-LAYERS = ("sdpa", "materialized", "favor", "combiner", "gau_quad", "gau_mixed", "gau_mixed_mm")
+GAU_MIXED = {"gau_mixed": {}, "gau_mixed_pm": {"prefix": "matmul"}, "gau_mixed_bm": {"bias_grad": "mm"},
+             "gau_mixed_pm_bm": {"prefix": "matmul", "bias_grad": "mm"}}  # layer -> GAU implementation choices
+LAYERS = ("sdpa", "materialized", "favor", "combiner", "gau_quad", *GAU_MIXED)
 MODES = ("fwd", "fwd+bwd")
 QUADRATIC_HEADS = {"materialized": HEADS, "gau_quad": 1}  # layers holding T x T scores per head
-GAU_LAYERS = ("gau_quad", "gau_mixed", "gau_mixed_mm")
-GAU_PREFIX = {"gau_mixed": "cumsum", "gau_mixed_mm": "matmul"}
+GAU_LAYERS = ("gau_quad", *GAU_MIXED)
 
 
 def device_name() -> str:
@@ -173,9 +175,9 @@ def build_layer(layer: str, T: int) -> torch.nn.Module:
         return CombinerAttention(D, HEADS, causal=True, block=default_block(T), rope=True)
     if layer == "gau_quad":
         return GAU(D, expansion=GAU_EXPANSION, s=GAU_S, causal=True, max_len=T, attention="quad")
-    if layer in GAU_PREFIX:
+    if layer in GAU_MIXED:
         return GAU(D, expansion=GAU_EXPANSION, s=GAU_S, causal=True, max_len=T, attention="mixed_chunk",
-                   chunk=GAU_CHUNK, prefix=GAU_PREFIX[layer])
+                   chunk=GAU_CHUNK, **GAU_MIXED[layer])
     raise ValueError(f"unknown layer {layer!r}")
 
 
@@ -202,13 +204,14 @@ def forward_flops_per_token(layer: str, T: int) -> float:
 
 # ----------------------------------------------------------------------------- the correctness gate
 
-@functools.lru_cache(maxsize=2)
-def gau_gate(prefix: str = "cumsum") -> str | None:
-    """None when the mixed_chunk GAU's fast path equals its dense reference (float64), else why not."""
+@functools.lru_cache(maxsize=len(GAU_MIXED))
+def gau_gate(layer_name: str = "gau_mixed") -> str | None:
+    """None when the mixed_chunk GAU's fast path (with the layer's implementation choices) equals its
+    dense reference (float64), else why not."""
     try:
         g = torch.Generator().manual_seed(0)
         layer = GAU(16, expansion=2, s=8, causal=True, max_len=40, attention="mixed_chunk", chunk=8,
-                    prefix=prefix)
+                    **GAU_MIXED.get(layer_name, {}))
         layer = layer.to(DEVICE, torch.float64)
         with torch.no_grad():  # move away from the init (zero biases) so every term matters
             for p in layer.parameters():
@@ -229,10 +232,10 @@ def gau_gate(prefix: str = "cumsum") -> str | None:
     return None
 
 
-@pytest.mark.parametrize("prefix", sorted(set(GAU_PREFIX.values())))
-def test_gau_mixed_chunk_matches_reference(prefix):
-    problem = gau_gate(prefix)
-    assert problem is None, (f"GAU mixed_chunk (prefix {prefix}) fast path vs reference_forward "
+@pytest.mark.parametrize("layer", list(GAU_MIXED))
+def test_gau_mixed_chunk_matches_reference(layer):
+    problem = gau_gate(layer)
+    assert problem is None, (f"{layer} ({GAU_MIXED[layer] or 'default'}) fast path vs reference_forward "
                              f"(float64, {DEVICE.type}): {problem}")
 
 
@@ -270,7 +273,7 @@ def test_attention(benchmark, layer, T, mode):
                     f"(T*T*batch {batch}*heads {QUADRATIC_HEADS[layer]}*{ELEMENT_BYTES} B), over the cap of "
                     f"{MEM_CAP_BYTES / 2**30:.2f} GiB (FLASH_REPRO_BENCH_MEM_GB)")
     if layer in GAU_LAYERS:
-        problem = gau_gate(GAU_PREFIX.get(layer, "cumsum"))
+        problem = gau_gate(layer if layer in GAU_MIXED else "gau_mixed")
         if problem is not None:
             pytest.fail(f"refusing to time {layer}: the GAU mixed_chunk correctness gate failed: {problem}")
 
@@ -330,8 +333,8 @@ def test_attention(benchmark, layer, T, mode):
     })
     if layer == "combiner":
         benchmark.extra_info["block"] = default_block(T)
-    if layer in GAU_PREFIX:
-        benchmark.extra_info.update(chunk=GAU_CHUNK, prefix=GAU_PREFIX[layer])
+    if layer in GAU_MIXED:
+        benchmark.extra_info.update(chunk=GAU_CHUNK, **GAU_MIXED[layer])
 
     rounds = 1
     if not benchmark.disabled:
