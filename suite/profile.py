@@ -1,6 +1,7 @@
 """Profile training steps of one model: where the time goes, by kernel and by kind of work.
 
-    python -m suite.profile --model flash --context 2048 [--compile] [--size base] [--steps 2] [--out FILE]
+    python -m suite.profile --model flash --context 2048 [--compile] [--size base] [--steps 2]
+                            [--set KEY=VALUE ...] [--out FILE]
 
 The output has two parts: the profiler's table of the most expensive ops and kernels (each kernel
 also shows up under the op that launched it, so that table double-counts), then a breakdown per
@@ -16,6 +17,7 @@ from collections import defaultdict
 
 import torch
 
+from .cli import _key_value
 from .runs import RunConfig
 from .train import Step, build, random_batches
 
@@ -113,11 +115,14 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--compile", action="store_true")
     p.add_argument("--steps", type=int, default=2, help="profiled training steps (after 3 warm-up steps)")
+    p.add_argument("--set", dest="model_overrides", action="append", type=_key_value, metavar="KEY=VALUE",
+                   help="a model option, as for run_all.py (repeatable)")
     p.add_argument("--out")
     a = p.parse_args(argv)
     cfg = RunConfig(model=a.model, context=a.context, objective=a.objective, kind="speed", size=a.size,
                     tokens_per_step=a.tokens_per_step, device=a.device, compile=a.compile,
-                    precision="bf16" if a.device.startswith("cuda") else "fp32")
+                    precision="bf16" if a.device.startswith("cuda") else "fp32",
+                    overrides=tuple(dict(a.model_overrides or []).items()))
     text = profile_step(cfg, steps=a.steps)
     if a.out:
         with open(a.out, "w") as f:

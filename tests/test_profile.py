@@ -36,7 +36,8 @@ def test_breakdown_is_per_step_and_adds_up():
 def test_cpu_profile_of_a_tiny_model_writes_the_breakdown(tmp_path):
     out = tmp_path / "p.txt"
     assert main(["--model", "flash", "--context", "64", "--size", "tiny", "--tokens-per-step", "256",
-                 "--device", "cpu", "--steps", "1", "--out", str(out)]) == 0
+                 "--device", "cpu", "--steps", "1", "--set", "prefix=matmul", "--out", str(out)]) == 0
     text = out.read_text()
+    assert text.startswith("# speed:flash[prefix=matmul]:clm:T=64")
     assert "## Per training step, by kind of work (CPU ops, self time)" in text
     assert "| matmul |" in text and "| total |" in text
