@@ -32,7 +32,7 @@ def context_value(text: str) -> int:
     return int(t[:-1] if scale > 1 else t) * scale
 
 
-def _key_value(text: str) -> tuple[str, object]:
+def parse_key_value(text: str) -> tuple[str, object]:
     """KEY=VALUE with VALUE read as a bool (true / false), an int, a float, or else kept as text."""
     key, sep, raw = text.partition("=")
     if not sep or not key.strip() or not raw.strip():
@@ -74,7 +74,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--ddp", action="store_true", help="under torchrun: train each run data-parallel over all "
                    "processes (DistributedDataParallel; --tokens-per-step stays the global batch) instead of "
                    "sharing the runs out, one process per run")
-    p.add_argument("--set", dest="model_overrides", action="append", type=_key_value, metavar="KEY=VALUE",
+    p.add_argument("--set", dest="model_overrides", action="append", type=parse_key_value, metavar="KEY=VALUE",
                    help="a model option for every run, e.g. --set chunk=128 (repeatable; the options of each "
                    "model: python -m implementations.fidelity); the runs are then a variant, e.g. flash[chunk=128]")
     p.add_argument("--out", help="results folder (default results/<platform>/<preset>)")

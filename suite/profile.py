@@ -17,7 +17,7 @@ from collections import defaultdict
 
 import torch
 
-from .cli import _key_value
+from .cli import parse_key_value
 from .runs import RunConfig
 from .train import Step, build, random_batches
 
@@ -115,7 +115,7 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--compile", action="store_true")
     p.add_argument("--steps", type=int, default=2, help="profiled training steps (after 3 warm-up steps)")
-    p.add_argument("--set", dest="model_overrides", action="append", type=_key_value, metavar="KEY=VALUE",
+    p.add_argument("--set", dest="model_overrides", action="append", type=parse_key_value, metavar="KEY=VALUE",
                    help="a model option, as for run_all.py (repeatable)")
     p.add_argument("--out")
     a = p.parse_args(argv)

@@ -603,13 +603,13 @@ def test_fresh_measures_again_and_keeps_the_old_records(capsys, tmp_path, corpus
 
 
 def test_set_gives_model_options_typed_and_merged_with_the_presets(capsys):
-    from suite.cli import _key_value
+    from suite.cli import parse_key_value
 
-    assert _key_value("chunk=128") == ("chunk", 128) and _key_value("rope=false") == ("rope", False)
-    assert _key_value("prefix=matmul") == ("prefix", "matmul") and _key_value("x=0.5") == ("x", 0.5)
+    assert parse_key_value("chunk=128") == ("chunk", 128) and parse_key_value("rope=false") == ("rope", False)
+    assert parse_key_value("prefix=matmul") == ("prefix", "matmul") and parse_key_value("x=0.5") == ("x", 0.5)
     for bad in ("chunk", "=3", "chunk="):
         with pytest.raises(argparse.ArgumentTypeError):
-            _key_value(bad)
+            parse_key_value(bad)
     # a GPU preset lists its runs without a GPU; --set joins the preset's own model overrides
     assert cli.main(["--preset", "gpu-ablation", "--models", "flash", "--set", "prefix=matmul", "--dry-run"]) == 0
     out = capsys.readouterr().out
