@@ -112,6 +112,11 @@ def _speedup_cell(r: pd.Series) -> str:
     return text
 
 
+def _seeds_note(n: int, spread: str) -> str:
+    """'1 seed', or '3 seeds, <spread>' where the cells show the spread over seeds."""
+    return f"{n} seed{'s' if n != 1 else ''}{', ' + spread if n > 1 else ''}"
+
+
 def speedup_markdown(tab: pd.DataFrame) -> str:
     """Speedup at equal quality, one table per (baseline, objective): model x context."""
     if tab is None or tab.empty:
@@ -124,8 +129,7 @@ def speedup_markdown(tab: pd.DataFrame) -> str:
             continue
         n = int(sub["n_seeds"].max())
         out.append(f"**{label}: training speedup over {variant_label(base)} at equal quality** "
-                   f"(its final held-out loss; {n} seed{'s' if n != 1 else ''}"
-                   f"{', [min-max]' if n > 1 else ''})\n")
+                   f"(its final held-out loss; {_seeds_note(n, '[min-max]')})\n")
         out.append(markdown_table(_pivot(sub, _speedup_cell)))
         if sub["n_reached"].astype(int).eq(0).any() and "speedup_below_mean" in sub and \
                 pd.to_numeric(sub["speedup_below_mean"], errors="coerce").notna().any():
@@ -150,8 +154,7 @@ def equal_steps_markdown(tab: pd.DataFrame) -> str:
         base = variant_label(str(sub["baseline"].iloc[0]))
         n = int(sub["n_seeds"].max())
         out.append(f"**{label}: held-out bits per byte at equal steps, minus {base}'s** (negative: better per "
-                   f"step; compared at the shorter run's step count; {n} seed{'s' if n != 1 else ''}"
-                   f"{', [min to max]' if n > 1 else ''})\n")
+                   f"step; compared at the shorter run's step count; {_seeds_note(n, '[min to max]')})\n")
         out.append(markdown_table(_pivot(sub, cell)))
     return "\n".join(out)
 

@@ -79,6 +79,7 @@ from implementations.models.gau_family import gau_flops
 from implementations.models.performer import FavorAttention, favor_flops_per_token
 from implementations.registry import make_config
 from suite.timing import is_oom
+from suite.train import compile_model
 
 # ----------------------------------------------------------------------------- configuration
 
@@ -279,9 +280,8 @@ def test_attention(benchmark, layer, T, mode):
 
     torch.manual_seed(0)
     module = build_layer(layer, T).to(DEVICE)
-    if COMPILE:
-        torch._dynamo.reset()  # one layer's graphs per case, never the recompile limit of earlier cases
-        module = torch.compile(module, dynamic=False)
+    if COMPILE:  # as the runner compiles: static shapes, a fresh Dynamo state per case
+        module = compile_model(module)
     x = torch.randn(batch, T, D, device=DEVICE, requires_grad=(mode == "fwd+bwd"))
     grad_out: list[torch.Tensor] = []  # filled by the check call, in the output's dtype
 
