@@ -1,13 +1,14 @@
 """Profile training steps of one model: where the time goes, by kernel and by kind of work.
 
     python -m suite.profile --model flash --context 2048 [--compile] [--size base] [--steps 2]
-                            [--set KEY=VALUE ...] [--out FILE]
+                            [--set KEY=VALUE ...] [--kernels N] [--out FILE]
 
-The output has two parts: the profiler's table of the most expensive ops and kernels (each kernel
+The output has three parts: the profiler's table of the most expensive ops and kernels (each kernel
 also shows up under the op that launched it, so that table double-counts), then a breakdown per
 training step into kinds of work (matmul, attention, fused element-wise, reductions, softmax /
 cross-entropy, copies, optimizer, ...), summed over device kernels only (or over CPU ops' self time
-on a CPU), so it adds up to the step.
+on a CPU), so it adds up to the step, and last the most expensive of those kernels one by one
+(`--kernels N` rows).
 """
 from __future__ import annotations
 
@@ -66,6 +67,15 @@ def breakdown_table(rows: list[tuple[str, float, int, float]], where: str) -> st
     return "\n".join(lines) + "\n"
 
 
+def kernel_table(events: list[tuple[str, float, int]], steps: int, rows: int) -> str:
+    """The `rows` most expensive kernels (or CPU ops) per training step, each counted once, with its kind."""
+    top = sorted(events, key=lambda e: -e[1])[:rows]
+    lines = [f"## Per training step, the {len(top)} most expensive of {len(events)}", "",
+             "| ms / step | launches / step | kind | name |", "|---|---|---|---|"]
+    lines += [f"| {us / 1e3 / steps:.2f} | {n // steps} | {kind_of(name)} | `{name[:140]}` |" for name, us, n in top]
+    return "\n".join(lines) + "\n"
+
+
 def _self_time(evt, cuda: bool) -> float:
     if cuda:
         t = getattr(evt, "self_device_time_total", None)  # torch >= 2.4; self_cuda_time_total before
@@ -73,7 +83,7 @@ def _self_time(evt, cuda: bool) -> float:
     return float(evt.self_cpu_time_total)
 
 
-def profile_step(cfg: RunConfig, rows: int = 25, steps: int = 2) -> str:
+def profile_step(cfg: RunConfig, rows: int = 25, steps: int = 2, kernels: int = 60) -> str:
     device = torch.device(cfg.device)
     data = random_batches(cfg)
     model = build(cfg, data.vocab_size, device)
@@ -102,7 +112,7 @@ def profile_step(cfg: RunConfig, rows: int = 25, steps: int = 2) -> str:
               if (e.device_type == DeviceType.CUDA) == cuda]
     where = "device kernels" if cuda else "CPU ops, self time"
     return (head + averages.table(sort_by=key, row_limit=rows, max_name_column_width=90) + "\n"
-            + breakdown_table(breakdown(events, steps), where))
+            + breakdown_table(breakdown(events, steps), where) + "\n" + kernel_table(events, steps, kernels))
 
 
 def main(argv=None) -> int:
@@ -115,6 +125,7 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--compile", action="store_true")
     p.add_argument("--steps", type=int, default=2, help="profiled training steps (after 3 warm-up steps)")
+    p.add_argument("--kernels", type=int, default=60, help="rows of the closing per-kernel table")
     p.add_argument("--set", dest="model_overrides", action="append", type=parse_key_value, metavar="KEY=VALUE",
                    help="a model option, as for run_all.py (repeatable)")
     p.add_argument("--out")
@@ -123,7 +134,7 @@ def main(argv=None) -> int:
                     tokens_per_step=a.tokens_per_step, device=a.device, compile=a.compile,
                     precision="bf16" if a.device.startswith("cuda") else "fp32",
                     overrides=tuple(dict(a.model_overrides or []).items()))
-    text = profile_step(cfg, steps=a.steps)
+    text = profile_step(cfg, steps=a.steps, kernels=a.kernels)
     if a.out:
         with open(a.out, "w") as f:
             f.write(text)

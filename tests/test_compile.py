@@ -67,3 +67,31 @@ def test_exceeding_the_recompile_limit_fails_loudly(compiler_or_skip, monkeypatc
     assert torch._dynamo.config.fail_on_recompile_limit_hit
     with pytest.raises(Exception, match="(?i)recompile"):
         model(torch.randint(0, 40, (2, 16)))  # a second static shape: two graphs more than the limit
+
+
+def test_compiled_step_loss_matches_eager_loss(compiler_or_skip):
+    """A compiled run also compiles its cross-entropy (one fused pass over bf16 logits, no float32
+    copy): same loss and same logits gradient as the eager loss_fn, ignored targets included."""
+    from suite.objectives import IGNORE_INDEX, loss_fn
+    from suite.runs import RunConfig
+    from suite.train import Step
+
+    cfg = RunConfig(model="transformer_plus_plus", context=16, tokens_per_step=64, compile=True)
+    model = impl.build_model("transformer_plus_plus", vocab_size=40, d_model=32, n_layers=1, max_len=64)
+    step = Step(model, cfg, torch.device("cpu"))
+    assert step.loss is not loss_fn
+    torch.manual_seed(0)
+    logits = (torch.randn(4, 16, 40) * 3).bfloat16()
+    targets = torch.randint(0, 40, (4, 16))
+    targets[:, ::3] = IGNORE_INDEX
+    grads = []
+    for fn in (step.loss, loss_fn):
+        x = logits.clone().requires_grad_()
+        value = fn(x, targets)
+        value.backward()
+        grads.append((value.detach(), x.grad))
+    (v_c, g_c), (v_e, g_e) = grads
+    assert v_c.dtype == v_e.dtype == torch.float32
+    torch.testing.assert_close(v_c, v_e, rtol=1e-5, atol=1e-6)
+    assert g_c.dtype == torch.bfloat16 and (g_c[:, ::3] == 0).all()
+    torch.testing.assert_close(g_c.float(), g_e.float(), rtol=1e-2, atol=1e-4)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from suite.profile import breakdown, kind_of, main
+from suite.profile import breakdown, kernel_table, kind_of, main
 
 
 @pytest.mark.parametrize("name, kind", [
@@ -33,6 +33,15 @@ def test_breakdown_is_per_step_and_adds_up():
         breakdown(events, steps=0)
 
 
+def test_kernel_table_is_per_step_largest_first_and_capped():
+    events = [("triton_poi_x", 1000.0, 2), ("nvjet_a", 4000.0, 4), ("mystery", 500.0, 2)]
+    lines = kernel_table(events, steps=2, rows=2).splitlines()
+    assert lines[0] == "## Per training step, the 2 most expensive of 3"
+    assert lines[4] == "| 2.00 | 2 | matmul | `nvjet_a` |"
+    assert lines[5] == "| 0.50 | 1 | compiled element-wise (triton poi) | `triton_poi_x` |"
+    assert len(lines) == 6
+
+
 def test_cpu_profile_of_a_tiny_model_writes_the_breakdown(tmp_path):
     out = tmp_path / "p.txt"
     assert main(["--model", "flash", "--context", "64", "--size", "tiny", "--tokens-per-step", "256",
@@ -41,3 +50,4 @@ def test_cpu_profile_of_a_tiny_model_writes_the_breakdown(tmp_path):
     assert text.startswith("# speed:flash[prefix=matmul]:clm:T=64")
     assert "## Per training step, by kind of work (CPU ops, self time)" in text
     assert "| matmul |" in text and "| total |" in text
+    assert "most expensive of" in text
