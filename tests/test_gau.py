@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import implementations as impl
-from implementations.attention.gau import (GAU, dense_mixed_chunk_matrix, exclusive_chunk_prefix,
+from implementations.attention.gau import (GAU, PREFIX_MATMUL_MIN_CHUNKS, dense_mixed_chunk_matrix, exclusive_chunk_prefix,
                                            mixed_chunk_attention, quadratic_attention)
 
 
@@ -25,7 +25,7 @@ def grads(out, tensors):
     return torch.autograd.grad((out * w).sum(), tensors), w
 
 
-@pytest.mark.parametrize("prefix", ["cumsum", "matmul"])
+@pytest.mark.parametrize("prefix", ["auto", "cumsum", "matmul"])
 @pytest.mark.parametrize("causal", [True, False])
 @pytest.mark.parametrize("T,C", [(32, 8), (37, 8), (37, 16), (5, 8), (64, 64), (50, 1)])
 def test_chunked_equals_dense_reference_outputs_and_gradients(causal, T, C, prefix):
@@ -141,26 +141,8 @@ def test_chunk_prefix_ways_agree_in_bf16_and_unknown_ways_are_refused():
     torch.testing.assert_close(b.float(), a, rtol=1e-2, atol=2e-2)  # one bf16 rounding of the same sums
     with pytest.raises(ValueError, match="chunk prefix"):
         exclusive_chunk_prefix(kv, "scan")
-    with pytest.raises(ValueError, match="chunk prefix"):
-        GAU(8, expansion=2, s=4, causal=True, max_len=16, attention="mixed_chunk", chunk=4, prefix="scan")
-
-
-@pytest.mark.parametrize("prefix", ["cumsum", "matmul"])
-def test_gau_implementation_choices_give_the_same_numbers(prefix):
-    """prefix and bias_grad change how the numbers are computed, never the numbers (float64)."""
-    torch.manual_seed(0)
-    kw = dict(expansion=2, s=8, causal=True, max_len=40, attention="mixed_chunk", chunk=8)
-    plain = GAU(16, **kw)
-    with torch.no_grad():
-        for p in plain.parameters():
-            p.add_(torch.randn_like(p) * 0.3)
-    other = GAU(16, **kw, prefix=prefix, bias_grad="mm")
-    other.load_state_dict(plain.state_dict())
-    x = torch.randn(2, 29, 16)
-    a, b = plain(x), other(x)
-    torch.testing.assert_close(b, a, rtol=1e-12, atol=1e-12)
-    w = torch.randn_like(a)
-    ga = torch.autograd.grad((a * w).sum(), list(plain.parameters()))
-    gb = torch.autograd.grad((b * w).sum(), list(other.parameters()))
-    for (name, _), u, v in zip(plain.named_parameters(), gb, ga):
-        torch.testing.assert_close(u, v, rtol=1e-10, atol=1e-10, msg=name)
+    # "auto": the GEMM (kv's dtype) from PREFIX_MATMUL_MIN_CHUNKS chunks on, the float32 cumsum below
+    few = low[:, :PREFIX_MATMUL_MIN_CHUNKS - 1]
+    assert exclusive_chunk_prefix(few).dtype == torch.float32
+    assert exclusive_chunk_prefix(low[:, :PREFIX_MATMUL_MIN_CHUNKS]).dtype == torch.bfloat16
+    torch.testing.assert_close(exclusive_chunk_prefix(few), exclusive_chunk_prefix(few, "cumsum"), rtol=0, atol=0)

@@ -12,7 +12,7 @@ from implementations.layers import Linear
 def pair(seed=0, bias=True, dtype=torch.float64):
     torch.manual_seed(seed)
     ref = nn.Linear(12, 20, bias=bias).to(dtype)
-    ours = Linear(12, 20, bias=bias, bias_grad="mm").to(dtype)
+    ours = Linear(12, 20, bias=bias).to(dtype)
     ours.load_state_dict(ref.state_dict())  # the same parameters and state dict as nn.Linear
     return ref, ours
 
@@ -61,7 +61,3 @@ def test_compiled_matches_eager():
     for a, b in zip(g2, g1):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
-
-def test_unknown_bias_grad_is_refused():
-    with pytest.raises(ValueError, match="bias_grad"):
-        Linear(2, 3, bias_grad="sum")

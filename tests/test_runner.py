@@ -606,12 +606,12 @@ def test_set_gives_model_options_typed_and_merged_with_the_presets(capsys):
     from suite.cli import parse_key_value
 
     assert parse_key_value("chunk=128") == ("chunk", 128) and parse_key_value("rope=false") == ("rope", False)
-    assert parse_key_value("prefix=matmul") == ("prefix", "matmul") and parse_key_value("x=0.5") == ("x", 0.5)
+    assert parse_key_value("norm=scalenorm") == ("norm", "scalenorm") and parse_key_value("x=0.5") == ("x", 0.5)
     for bad in ("chunk", "=3", "chunk="):
         with pytest.raises(argparse.ArgumentTypeError):
             parse_key_value(bad)
     # a GPU preset lists its runs without a GPU; --set joins the preset's own model overrides
-    assert cli.main(["--preset", "gpu-ablation", "--models", "flash", "--set", "prefix=matmul", "--dry-run"]) == 0
+    assert cli.main(["--preset", "gpu-ablation", "--models", "flash", "--set", "norm=scalenorm", "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "flash[chunk=128,prefix=matmul]+compile" in out and "flash[prefix=matmul]+compile" in out
-    assert "flash[parts=local,prefix=matmul]+compile" in out
+    assert "flash[chunk=128,norm=scalenorm]+compile" in out and "flash[norm=scalenorm]+compile" in out
+    assert "flash[parts=local,norm=scalenorm]+compile" in out

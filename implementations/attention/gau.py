@@ -75,18 +75,25 @@ def quadratic_attention(q, k, v, bias, norm: float, causal: bool) -> torch.Tenso
 
 
 PARTS = ("mixed", "local", "global")  # the paper's ablation: both parts, local (quadratic) only, global (linear) only
-PREFIXES = ("cumsum", "matmul")  # two ways to sum the chunk states of earlier chunks (same numbers)
+PREFIXES = ("auto", "cumsum", "matmul")  # ways to sum the chunk states of earlier chunks (same numbers)
+# "auto" takes the triangular GEMM from this many chunks on, the cumsum below it. Compiled, one layer
+# forward + backward at d 768 on an H200 (results/NOTES.md, entry 10): the GEMM is 0.35 ms faster at
+# 8 chunks (2K) and 0.63 ms slower at 2 chunks (512), where it degenerates to M = K = 2.
+PREFIX_MATMUL_MIN_CHUNKS = 8
 
 
-def exclusive_chunk_prefix(kv: torch.Tensor, how: str = "cumsum") -> torch.Tensor:
+def exclusive_chunk_prefix(kv: torch.Tensor, how: str = "auto") -> torch.Tensor:
     """sum_{h<g} kv[:, h] for every chunk g; kv: [B, G, s, e].
 
     "cumsum": a float32 cumulative sum over the chunk axis minus each chunk's own state (returned in
     float32). "matmul": a strictly lower-triangular [G, G] matrix of ones times the states, one GEMM in
     kv's dtype with float32 accumulation inside it (returned in kv's dtype): no float32 copy of the
-    states and no scan over an outer axis. Which is faster on a GPU is still being measured
-    (results/NOTES.md); both are tested against the dense reference.
+    states and no scan over an outer axis (whose backward Inductor lowers to flip-cumsum-flip).
+    "auto": matmul from PREFIX_MATMUL_MIN_CHUNKS chunks on, cumsum below. All are tested against the
+    dense reference.
     """
+    if how == "auto":
+        how = "matmul" if kv.shape[1] >= PREFIX_MATMUL_MIN_CHUNKS else "cumsum"
     if how == "cumsum":
         acc = kv.to(torch.promote_types(kv.dtype, torch.float32))
         return acc.cumsum(dim=1) - acc
@@ -98,7 +105,7 @@ def exclusive_chunk_prefix(kv: torch.Tensor, how: str = "cumsum") -> torch.Tenso
 
 
 def mixed_chunk_attention(q_quad, k_quad, q_lin, k_lin, v, bias: torch.Tensor | None, chunk: int,
-                          causal: bool, parts: str = "mixed", prefix: str = "cumsum") -> torch.Tensor:
+                          causal: bool, parts: str = "mixed", prefix: str = "auto") -> torch.Tensor:
     """Chunked form of mixed chunk attention. q_*, k_*: [B, T, s]; v: [B, T, e]; bias: [C, C].
     `prefix`: how the causal form sums earlier chunks' states (`exclusive_chunk_prefix`).
 
@@ -167,13 +174,11 @@ class GAU(nn.Module):
 
     def __init__(self, d: int, *, expansion: int, s: int, causal: bool, max_len: int, attention: str,
                  chunk: int = 256, quad_norm: str = "max_len", rope: bool = True, rel_pos_bias: bool = True,
-                 parts: str = "mixed", prefix: str = "cumsum", bias_grad: str = "autograd"):
+                 parts: str = "mixed"):
         super().__init__()
         if parts not in PARTS:
             raise ValueError(f"unknown mixed chunk attention parts {parts!r}; valid: {', '.join(PARTS)}")
-        if prefix not in PREFIXES:
-            raise ValueError(f"unknown chunk prefix {prefix!r}; valid: {', '.join(PREFIXES)}")
-        self.parts, self.prefix = parts, prefix
+        self.parts = parts
         if attention not in ("quad", "mixed_chunk"):
             raise ValueError(f"unknown GAU attention {attention!r}; valid: quad, mixed_chunk")
         if quad_norm not in QUAD_NORMS:
@@ -181,9 +186,9 @@ class GAU(nn.Module):
         if chunk < 1:
             raise ValueError(f"chunk size must be >= 1, got {chunk}")
         self.e, self.s = expansion * d, s
-        # bias_grad: how the projections' bias gradients are computed (layers/linear.py; same numbers)
-        self.to_hidden = Linear(d, 2 * self.e + s, bias_grad=bias_grad)
-        self.to_out = Linear(self.e, d, bias_grad=bias_grad)
+        # nn.Linear with bias gradients by a matmul (layers/linear.py: faster compiled, same numbers)
+        self.to_hidden = Linear(d, 2 * self.e + s)
+        self.to_out = Linear(self.e, d)
         self.scale_offset = ScaleOffset(s, 2 if attention == "quad" else 4)
         self.rope = RotaryEmbedding(s) if rope else None
         n_bias = max_len if attention == "quad" else chunk
@@ -212,7 +217,7 @@ class GAU(nn.Module):
             out = quadratic_attention(*qk, v, *self.quad_bias_and_norm(x.shape[1]), self.causal)
         else:
             bias = self.rel_pos_bias(self.chunk) if self.rel_pos_bias is not None else None
-            out = mixed_chunk_attention(*qk, v, bias, self.chunk, self.causal, self.parts, self.prefix)
+            out = mixed_chunk_attention(*qk, v, bias, self.chunk, self.causal, self.parts)
         return u * out
 
     def effective_attention(self, x: torch.Tensor) -> torch.Tensor:

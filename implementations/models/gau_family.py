@@ -12,20 +12,17 @@ from ..layers import LanguageModel, Residual
 from ..registry import FidelityNote, ModelSpec, register_model
 
 COMMON = {"expansion": 2, "s": 128, "norm": "layernorm", "rope": True, "rel_pos_bias": True,
-          "tie_embeddings": True, "bias_grad": "autograd"}
-# bias_grad ("autograd" | "mm", layers/linear.py) and FLASH's prefix ("cumsum" | "matmul",
-# attention/gau.py) choose how numbers are computed, never which: implementation choices under
-# measurement on the GPU (results/NOTES.md, entries 8 and 9)
+          "tie_embeddings": True}
 
 
 def build_gau_model(cfg: ModelConfig, attention: str):
     d = cfg.d_model
     kw = dict(expansion=cfg["expansion"], s=cfg["s"], causal=cfg.causal, max_len=cfg.max_len,
-              attention=attention, rope=cfg["rope"], rel_pos_bias=cfg["rel_pos_bias"], bias_grad=cfg["bias_grad"])
+              attention=attention, rope=cfg["rope"], rel_pos_bias=cfg["rel_pos_bias"])
     if attention == "quad":
         kw["quad_norm"] = cfg["quad_norm"]
     else:
-        kw["chunk"], kw["parts"], kw["prefix"] = cfg["chunk"], cfg["parts"], cfg["prefix"]
+        kw["chunk"], kw["parts"] = cfg["chunk"], cfg["parts"]
     layers = [Residual(d, GAU(d, **kw), cfg["norm"]) for _ in range(2 * cfg.n_layers)]
     return LanguageModel(cfg.vocab_size, d, layers, max_len=cfg.max_len, norm=cfg["norm"],
                          tie_embeddings=cfg["tie_embeddings"])
@@ -66,7 +63,7 @@ register_model(ModelSpec(
 register_model(ModelSpec(
     name="flash", description="FLASH: GAU stack with mixed chunk attention (local quadratic + global linear)",
     build=lambda cfg: build_gau_model(cfg, "mixed_chunk"), flops=lambda cfg, T: gau_flops(cfg, T, "mixed_chunk"),
-    options={**COMMON, "chunk": 256, "parts": "mixed", "prefix": "cumsum"}, fidelity=NOTES[1:] + (
+    options={**COMMON, "chunk": 256, "parts": "mixed"}, fidelity=NOTES[1:] + (
         FidelityNote("chunk size", "C = 256 (ablated 128..1024)", "256", "chunk"),
         FidelityNote("ablation: attention parts", "mixed, local-only and global-only compared",
                      "'mixed' (default), 'local' (quadratic within chunks only), 'global' (linear over "

@@ -15,9 +15,6 @@ Layers, each built bare (no residual, norm or FFN), causal, at width d, with RoP
   combiner      CombinerAttention (models/combiner.py): block = default_block(T) (the model's at max_len T)
   gau_quad      GAU, attention "quad" (attention/gau.py): e = 2d, s = 128, max_len = T
   gau_mixed     GAU, attention "mixed_chunk": e = 2d, s = 128, chunk 256
-  gau_mixed_*   the same with implementation choices under measurement (same numbers, results/NOTES.md
-                entries 8 and 9): _pm prefix "matmul" (earlier chunks' states summed by one GEMM, not a
-                float32 cumsum), _bm bias_grad "mm" (bias gradients by a matmul, not a column sum), _pm_bm both
 Modes: "fwd" (under torch.no_grad) and "fwd+bwd" (forward, then backward of a fixed random output
 gradient into the parameters and the input).
 
@@ -136,8 +133,9 @@ HEADS = D // 64
 GAU_S, GAU_EXPANSION, GAU_CHUNK = 128, 2, 256
 FAVOR_FEATURES, FAVOR_CHUNK = 256, 64
 
-GAU_MIXED = {"gau_mixed": {}, "gau_mixed_pm": {"prefix": "matmul"}, "gau_mixed_bm": {"bias_grad": "mm"},
-             "gau_mixed_pm_bm": {"prefix": "matmul", "bias_grad": "mm"}}  # layer -> GAU implementation choices
+# layer -> GAU keyword arguments; an implementation choice under measurement gets its own entry here
+# (as the chunk-prefix and bias-gradient choices did, results/NOTES.md entry 10)
+GAU_MIXED = {"gau_mixed": {}}
 LAYERS = ("sdpa", "materialized", "favor", "combiner", "gau_quad", *GAU_MIXED)
 MODES = ("fwd", "fwd+bwd")
 QUADRATIC_HEADS = {"materialized": HEADS, "gau_quad": 1}  # layers holding T x T scores per head
