@@ -361,7 +361,6 @@ def _plot_vs_context(runs: pd.DataFrame, out_dir: Path, *, column: str, ylabel: 
         return []            # nothing measured (OOM alone makes no figure)
     source = tab["source"].iloc[0]
     objs = _objectives(tab)
-    contexts = pd.to_numeric(tab["context"], errors="coerce").tolist()
     sel = _prepare_runs(runs)
     sel = sel[sel["kind"] == source]
     with matplotlib.rc_context(_RC):
@@ -401,7 +400,7 @@ def _plot_vs_context(runs: pd.DataFrame, out_dir: Path, *, column: str, ylabel: 
                     ax.plot([xk], [0.90], ls="none", marker="x", ms=6, mew=2, color=model_color(m),
                             transform=top, clip_on=False, zorder=5)
                 ax.text(xc, 0.935, "OOM", transform=top, ha="center", va="bottom", fontsize=7, fontweight="bold")
-            _context_axis(ax, contexts)
+            _context_axis(ax, pd.to_numeric(sub["context"], errors="coerce").tolist())  # this panel's lengths
             if log_y:
                 ax.set_yscale("log")
                 ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
