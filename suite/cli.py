@@ -12,6 +12,7 @@ from . import distributed as D
 from . import provenance
 from .data import DataError
 from .presets import PRESETS
+from .runs import COMPILE_MODES
 from .store import ResultsError, ResultsStore
 from .sweep import UsageError, check_ddp, execute, expand, get_preset
 
@@ -66,6 +67,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--tokens-per-step", type=int, help="tokens per optimizer step")
     p.add_argument("--precision", choices=["fp32", "bf16"])
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile the model")
+    p.add_argument("--compile-mode", choices=COMPILE_MODES,
+                   help="torch.compile with this mode (implies --compile), e.g. max-autotune-no-cudagraphs")
     p.add_argument("--no-variants", action="store_true", help="leave out the preset's extra variants (compiled, ...)")
     p.add_argument("--peers", action="store_true", help="also measure the preset's external reference "
                    "implementations (Hugging Face Llama, flash-pytorch); or name them in --models as peer:NAME")
@@ -108,7 +111,7 @@ def _main(args) -> int:
     preset = get_preset(args.preset)
     overrides = {k: v for k, v in dict(corpus=args.corpus, tokenizer=args.tokenizer, device=args.device,
                                        size=args.size, budget_s=args.budget, tokens_per_step=args.tokens_per_step,
-                                       precision=args.precision, compile=args.compile,
+                                       precision=args.precision, compile=args.compile_mode or args.compile,
                                        sdpa_backend=args.sdpa_backend).items() if v is not None}
     if args.model_overrides:
         overrides["overrides"] = tuple(dict(args.model_overrides).items())  # the last value of a key wins

@@ -1,6 +1,6 @@
 """Profile training steps of one model: where the time goes, by kernel and by kind of work.
 
-    python -m suite.profile --model flash --context 2048 [--compile] [--size base] [--steps 2]
+    python -m suite.profile --model flash --context 2048 [--compile | --compile-mode MODE] [--size base] [--steps 2]
                             [--set KEY=VALUE ...] [--kernels N] [--out FILE]
 
 The output has three parts: the profiler's table of the most expensive ops and kernels (each kernel
@@ -19,7 +19,7 @@ from collections import defaultdict
 import torch
 
 from .cli import parse_key_value
-from .runs import RunConfig
+from .runs import COMPILE_MODES, RunConfig
 from .train import Step, build, random_batches
 
 # (kind, substrings of a kernel or op name, lower case); the first kind that matches wins
@@ -124,6 +124,7 @@ def main(argv=None) -> int:
     p.add_argument("--tokens-per-step", type=int, default=65536)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--compile", action="store_true")
+    p.add_argument("--compile-mode", choices=COMPILE_MODES, help="torch.compile with this mode (implies --compile)")
     p.add_argument("--steps", type=int, default=2, help="profiled training steps (after 3 warm-up steps)")
     p.add_argument("--kernels", type=int, default=60, help="rows of the closing per-kernel table")
     p.add_argument("--set", dest="model_overrides", action="append", type=parse_key_value, metavar="KEY=VALUE",
@@ -131,7 +132,7 @@ def main(argv=None) -> int:
     p.add_argument("--out")
     a = p.parse_args(argv)
     cfg = RunConfig(model=a.model, context=a.context, objective=a.objective, kind="speed", size=a.size,
-                    tokens_per_step=a.tokens_per_step, device=a.device, compile=a.compile,
+                    tokens_per_step=a.tokens_per_step, device=a.device, compile=a.compile_mode or a.compile,
                     precision="bf16" if a.device.startswith("cuda") else "fp32",
                     overrides=tuple(dict(a.model_overrides or []).items()))
     text = profile_step(cfg, steps=a.steps, kernels=a.kernels)

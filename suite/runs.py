@@ -12,6 +12,9 @@ from implementations import SIZE_PRESETS
 OBJECTIVES = ("clm", "mlm")  # causal language modelling, masked language modelling
 KINDS = ("train", "speed")   # train: learning curve on real data; speed: step timing on random tokens
 PRECISIONS = ("fp32", "bf16")
+# torch.compile modes besides its default (`compile=True`); "max-autotune*" let Inductor pick Triton GEMM
+# templates, which can fuse element-wise work into a matmul's epilogue (results/NOTES.md, entry 12)
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,7 @@ class RunConfig:
     # how it runs
     device: str = "cpu"
     precision: str = "fp32"
-    compile: bool = False
+    compile: bool | str = False           # True: torch.compile's default mode; or a mode in COMPILE_MODES
     attention_kernel: str | None = None   # softmax models: "sdpa" or "materialized"
     sdpa_backend: str | None = None       # None: PyTorch's choice; or cudnn, flash, efficient, math
     overrides: tuple[tuple[str, Any], ...] = field(default_factory=tuple)  # extra model overrides
@@ -61,6 +64,8 @@ class RunConfig:
             raise ValueError(f"unknown precision {self.precision!r}; valid: {', '.join(PRECISIONS)}")
         if self.size not in SIZE_PRESETS:
             raise ValueError(f"unknown size {self.size!r}; valid: {', '.join(SIZE_PRESETS)}")
+        if not isinstance(self.compile, bool) and self.compile not in COMPILE_MODES:
+            raise ValueError(f"unknown compile mode {self.compile!r}; valid: {', '.join(COMPILE_MODES)}")
         if self.context < 1 or self.tokens_per_step < self.context:
             raise ValueError(f"context {self.context} must be >= 1 and at most tokens_per_step {self.tokens_per_step}")
 
@@ -75,6 +80,11 @@ class RunConfig:
     @property
     def n_layers(self) -> int:
         return SIZE_PRESETS[self.size]["n_layers"]
+
+    @property
+    def compile_mode(self) -> str | None:
+        """torch.compile's `mode` argument: None for its default."""
+        return self.compile if isinstance(self.compile, str) else None
 
     def model_overrides(self) -> dict[str, Any]:
         out = dict(self.overrides)
@@ -101,6 +111,8 @@ class RunConfig:
             extra.insert(0, self.attention_kernel)
         if self.sdpa_backend:
             extra.append(f"sdpa={self.sdpa_backend}")
+        if isinstance(self.compile, str):
+            extra.append(f"mode={self.compile}")
         if extra:
             name += "[" + ",".join(extra) + "]"
         return name + ("+compile" if self.compile else "")

@@ -94,13 +94,13 @@ def lr_factor(cfg: RunConfig, step: int, progress: float) -> float:
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def compile_model(model: torch.nn.Module) -> torch.nn.Module:
+def compile_model(model: torch.nn.Module, mode: str | None = None) -> torch.nn.Module:
     """torch.compile: our models layer by layer (identical layers share one compiled graph, so
     compiling costs one layer's time, not 24), other models (peers) whole, as a user would.
 
     Static shapes (dynamic=False): on the H200, compiled FLASH ran 174 ms per step at 2K but
     204-207 ms at 512, 8K and 32K once a second shape in the same process had triggered a
-    dynamic-shape recompile (results/NOTES.md).
+    dynamic-shape recompile (results/NOTES.md). `mode`: torch.compile's mode (None: its default).
     """
     # A fresh compiler state for every run: the layers of all our models share one code object
     # (Block.forward), so in a sweep the compiled graphs of earlier runs piled up on it until Dynamo's
@@ -112,9 +112,9 @@ def compile_model(model: torch.nn.Module) -> torch.nn.Module:
     layers = getattr(model, "layers", None)
     if isinstance(model, impl.layers.LanguageModel) and layers is not None:
         for layer in layers:
-            layer.compile(dynamic=False)
+            layer.compile(dynamic=False, mode=mode)
         return model
-    return torch.compile(model, dynamic=False)
+    return torch.compile(model, dynamic=False, mode=mode)
 
 
 class Step:
@@ -126,10 +126,10 @@ class Step:
     """
 
     def __init__(self, model, cfg: RunConfig, device: torch.device, ddp: bool = False):
-        self.eval_model = compile_model(model) if cfg.compile else model
+        self.eval_model = compile_model(model, cfg.compile_mode) if cfg.compile else model
         # compiled, the cross-entropy is one fused pass over the half-precision logits: no float32 copy
         # of them (on the H200 the eager loss cost ~21 ms of a 178 ms step at base size, results/NOTES.md)
-        self.loss = torch.compile(loss_fn, dynamic=False) if cfg.compile else loss_fn
+        self.loss = torch.compile(loss_fn, dynamic=False, mode=cfg.compile_mode) if cfg.compile else loss_fn
         self.world = D.world_size() if ddp and D.is_initialized() else 1
         self.model = self.eval_model
         if self.world > 1:

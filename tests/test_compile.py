@@ -95,3 +95,24 @@ def test_compiled_step_loss_matches_eager_loss(compiler_or_skip):
     torch.testing.assert_close(v_c, v_e, rtol=1e-5, atol=1e-6)
     assert g_c.dtype == torch.bfloat16 and (g_c[:, ::3] == 0).all()
     torch.testing.assert_close(g_c.float(), g_e.float(), rtol=1e-2, atol=1e-4)
+
+
+def test_a_compile_mode_reaches_every_torch_compile_call(monkeypatch):
+    """RunConfig(compile=MODE): its own variant, and the mode passed to each layer's and the loss's
+    torch.compile; an unknown mode is refused before anything runs."""
+    from suite.runs import RunConfig
+    from suite.train import Step
+
+    cfg = RunConfig(model="flash", context=16, tokens_per_step=64, compile="max-autotune-no-cudagraphs")
+    assert cfg.variant == "flash[mode=max-autotune-no-cudagraphs]+compile"
+    assert cfg.compile_mode == "max-autotune-no-cudagraphs"
+    assert RunConfig(model="flash", context=16, compile=True).compile_mode is None
+    assert RunConfig(model="flash", context=16, compile=True).variant == "flash+compile"
+    with pytest.raises(ValueError, match="compile mode"):
+        RunConfig(model="flash", context=16, compile="fastest")
+
+    modes = []
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: modes.append(kw.get("mode")) or fn)
+    model = impl.build_model("flash", vocab_size=40, d_model=32, n_layers=1, max_len=64, s=16, chunk=16)
+    Step(model, cfg, torch.device("cpu"))
+    assert len(modes) == 3 and set(modes) == {"max-autotune-no-cudagraphs"}  # two GAU layers and the loss

@@ -615,3 +615,12 @@ def test_set_gives_model_options_typed_and_merged_with_the_presets(capsys):
     out = capsys.readouterr().out
     assert "flash[chunk=128,norm=scalenorm]+compile" in out and "flash[norm=scalenorm]+compile" in out
     assert "flash[parts=local,norm=scalenorm]+compile" in out
+
+
+def test_compile_mode_flag_makes_its_own_variant(capsys):
+    assert cli.main(["--preset", "gpu-speed", "--models", "flash", "--contexts", "2k", "--objectives", "clm",
+                     "--no-variants", "--compile-mode", "max-autotune-no-cudagraphs", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "speed:flash[mode=max-autotune-no-cudagraphs]+compile:clm:T=2048" in out and "1 runs" in out
+    with pytest.raises(SystemExit):  # argparse refuses an unknown mode
+        cli.main(["--compile-mode", "fastest", "--dry-run"])
