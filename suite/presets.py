@@ -33,13 +33,14 @@ PRESETS: dict[str, Preset] = {
     ),
     "gpu-speed": Preset(
         description="H200 step latency at the paper's ~110M size: 65,536 tokens per step, bf16, vocab 32,768; "
-                    "all of it takes ~30 min of GPU time (~55 with --peers: compiling flash-pytorch costs ~190 s "
-                    "per length), so narrow it with --models / --contexts / --objectives per device call",
+                    "132 runs, ~20 min on one H200 (eager runs take 4-10 s, compiled ones 10-25 s; 84 eager runs "
+                    "took 6 min on two H200s with torchrun); --peers adds ~30 min (compiling "
+                    "flash-pytorch costs 100-250 s per length), so narrow it per device call",
         models=SEVEN,
         groups=[("clm", [512, 1024, 2048, 4096, 8192, 16384, 32768]), ("mlm", [512, 1024, 2048, 4096, 8192])],
         base=dict(kind="speed", size="base", tokens_per_step=65536, vocab_size=32768, device="cuda",
                   precision="bf16", warmup_timing_steps=3, timed_steps=10),
-        variants=[(["transformer_plus_plus", "flash"], {"compile": True}),
+        variants=[(["transformer_plus_plus", "flash_quad", "flash"], {"compile": True}),
                   (["transformer_plus_plus"], {"attention_kernel": "materialized"})],
         peers=[(["peer:hf_llama", "peer:flash_pytorch"], {}),
                (["peer:hf_llama", "peer:flash_pytorch"], {"compile": True})],
