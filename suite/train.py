@@ -128,7 +128,7 @@ class Step:
     def __init__(self, model, cfg: RunConfig, device: torch.device, ddp: bool = False):
         self.eval_model = compile_model(model, cfg.compile_mode) if cfg.compile else model
         # compiled, the cross-entropy is one fused pass over the half-precision logits: no float32 copy
-        # of them (on the H200 the eager loss cost ~21 ms of a 178 ms step at base size, results/NOTES.md)
+        # of them (on the H200: -17 ms per step at base size for every model, results/NOTES.md entry 10)
         self.loss = torch.compile(loss_fn, dynamic=False, mode=cfg.compile_mode) if cfg.compile else loss_fn
         self.world = D.world_size() if ddp and D.is_initialized() else 1
         self.model = self.eval_model

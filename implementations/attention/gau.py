@@ -77,8 +77,8 @@ def quadratic_attention(q, k, v, bias, norm: float, causal: bool) -> torch.Tenso
 PARTS = ("mixed", "local", "global")  # the paper's ablation: both parts, local (quadratic) only, global (linear) only
 PREFIXES = ("auto", "cumsum", "matmul")  # ways to sum the chunk states of earlier chunks (same numbers)
 # "auto" takes the triangular GEMM from this many chunks on, the cumsum below it. Compiled, one layer
-# forward + backward at d 768 on an H200 (results/NOTES.md, entry 10): the GEMM is 0.35 ms faster at
-# 8 chunks (2K) and 0.63 ms slower at 2 chunks (512), where it degenerates to M = K = 2.
+# forward + backward at d 768 on an H200 (results/NOTES.md, entry 11): the GEMM is 0.24-0.33 ms faster
+# from 8 chunks on (2K at chunk 256), 0.22 ms slower at 4 and 0.70 ms slower at 2, where it degenerates.
 PREFIX_MATMUL_MIN_CHUNKS = 8
 
 

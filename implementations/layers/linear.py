@@ -4,11 +4,11 @@ The gradient of a bias is the sum of the output gradient over all tokens: a redu
 outer (row) axis of a [tokens, features] tensor. Under torch.compile, Inductor fuses that sum into
 the element-wise backward of whatever follows the layer (for the GAU: SiLU), and its code for such
 outer-axis reductions is slow. On an H200 the fused SiLU-backward + bias-gradient kernel was the
-largest element-wise kernel of a FLASH step (results/NOTES.md, entries 6, 9 and 10).
+largest element-wise kernel of a FLASH step (results/NOTES.md, entries 6, 9 and 11).
 
 Here the same gradient is ones[1, tokens] @ grad[tokens, features]. The matmul is handed to cuBLAS,
 and the element-wise backward stays a plain pointwise kernel: a GAU layer's compiled forward +
-backward took 5.89 instead of 6.00 ms at 2K on the H200 (entry 10). The parameters, outputs and the
+backward took 5.89 instead of 6.00 ms at 2K on the H200 (entry 11). The parameters, outputs and the
 state dict are those of nn.Linear. Casting follows autocast as nn.Linear does:
 inputs, weight and bias are cast to the autocast dtype and the casts are saved for the backward.
 """

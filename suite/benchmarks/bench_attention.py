@@ -134,7 +134,7 @@ GAU_S, GAU_EXPANSION, GAU_CHUNK = 128, 2, 256
 FAVOR_FEATURES, FAVOR_CHUNK = 256, 64
 
 # layer -> GAU keyword arguments; an implementation choice under measurement gets its own entry here
-# (as the chunk-prefix and bias-gradient choices did, results/NOTES.md entry 10)
+# (as the chunk-prefix and bias-gradient choices did, results/NOTES.md entry 11)
 GAU_MIXED = {"gau_mixed": {}}
 LAYERS = ("sdpa", "materialized", "favor", "combiner", "gau_quad", *GAU_MIXED)
 MODES = ("fwd", "fwd+bwd")
