@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -99,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
         print("run_all.py: interrupted; finished runs are saved, run the same command again to resume",
               file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the output went to a reader that stopped early (e.g. `| head`)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 141  # the shell's code for a process ended by SIGPIPE
 
 
 def _main(args) -> int:

@@ -624,3 +624,14 @@ def test_compile_mode_flag_makes_its_own_variant(capsys):
     assert "speed:flash[mode=max-autotune-no-cudagraphs]+compile:clm:T=2048" in out and "1 runs" in out
     with pytest.raises(SystemExit):  # argparse refuses an unknown mode
         cli.main(["--compile-mode", "fastest", "--dry-run"])
+
+
+
+def test_listing_into_a_closed_pipe_ends_quietly(monkeypatch):
+    """`run_all.py --list | head -1`: when the reader has gone, the listing stops with the shell's
+    SIGPIPE code instead of a BrokenPipeError traceback."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first line
+    with open(write_end, "w", buffering=1) as closed_pipe:
+        monkeypatch.setattr(sys, "stdout", closed_pipe)
+        assert cli.main(["--list"]) == 141
