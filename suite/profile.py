@@ -20,6 +20,7 @@ import torch
 
 from .cli import parse_key_value
 from .runs import COMPILE_MODES, RunConfig
+from .sweep import UsageError, check
 from .train import Step, build, random_batches
 
 # (kind, substrings of a kernel or op name, lower case); the first kind that matches wins
@@ -131,10 +132,16 @@ def main(argv=None) -> int:
                    help="a model option, as for run_all.py (repeatable)")
     p.add_argument("--out")
     a = p.parse_args(argv)
-    cfg = RunConfig(model=a.model, context=a.context, objective=a.objective, kind="speed", size=a.size,
-                    tokens_per_step=a.tokens_per_step, device=a.device, compile=a.compile_mode or a.compile,
-                    precision="bf16" if a.device.startswith("cuda") else "fp32",
-                    overrides=tuple(dict(a.model_overrides or []).items()))
+    if a.device.startswith("cuda") and not torch.cuda.is_available():
+        p.error(f"--device {a.device}: this machine has no CUDA device (use --device cpu)")
+    try:  # an unknown model or option, or an impossible size: a usage error, before any work
+        cfg = RunConfig(model=a.model, context=a.context, objective=a.objective, kind="speed", size=a.size,
+                        tokens_per_step=a.tokens_per_step, device=a.device, compile=a.compile_mode or a.compile,
+                        precision="bf16" if a.device.startswith("cuda") else "fp32",
+                        overrides=tuple(dict(a.model_overrides or []).items()))
+        check([cfg])
+    except (ValueError, UsageError) as exc:
+        p.error(str(exc))
     text = profile_step(cfg, steps=a.steps, kernels=a.kernels)
     if a.out:
         with open(a.out, "w") as f:

@@ -51,3 +51,15 @@ def test_cpu_profile_of_a_tiny_model_writes_the_breakdown(tmp_path):
     assert "## Per training step, by kind of work (CPU ops, self time)" in text
     assert "| matmul |" in text and "| total |" in text
     assert "most expensive of" in text
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "nope"], "valid models"),
+    (["--model", "flash", "--set", "chunkk=3"], "valid overrides"),
+    (["--model", "flash", "--tokens-per-step", "32"], "at most tokens_per_step"),
+])
+def test_bad_requests_are_usage_errors_before_any_work(args, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(args + ["--context", "64", "--size", "tiny", "--device", "cpu"])
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
