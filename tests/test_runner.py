@@ -626,7 +626,6 @@ def test_compile_mode_flag_makes_its_own_variant(capsys):
         cli.main(["--compile-mode", "fastest", "--dry-run"])
 
 
-
 def test_listing_into_a_closed_pipe_ends_quietly(monkeypatch):
     """`run_all.py --list | head -1`: when the reader has gone, the listing stops with the shell's
     SIGPIPE code instead of a BrokenPipeError traceback."""
