@@ -97,6 +97,13 @@ def _pivot(sub: pd.DataFrame, cell) -> pd.DataFrame:
     return pd.DataFrame(data, columns=["model"] + [context_label(c) for c in ctxs])
 
 
+def _status_unless_ok(cell):
+    """A table cell that shows a run's status (OOM, ERROR, ...) in place of its numbers when not ok."""
+    def guarded(r: pd.Series) -> str:
+        return cell(r) if str(r["status"]) == "ok" else str(r["status"]).upper()
+    return guarded
+
+
 def _speedup_cell(r: pd.Series) -> str:
     if int(r["n_reached"]) == 0:
         below = r.get("speedup_below_mean", float("nan"))
@@ -163,14 +170,12 @@ def latency_markdown(tab: pd.DataFrame) -> str:
     """Median step time (ms) per model x context, OOM written out; then peak memory if measured."""
     if tab is None or tab.empty:
         return ""
+    @_status_unless_ok
     def step(r):
-        if str(r["status"]) != "ok":
-            return str(r["status"]).upper()
         ms = r["step_ms_median"]
         return _fmt(ms, decimals=1 if np.isfinite(ms) and abs(ms) >= 10 else 2)
+    @_status_unless_ok
     def mem(r):
-        if str(r["status"]) != "ok":
-            return str(r["status"]).upper()
         return _fmt(r["peak_mem_gib"], 3)
     source = tab["source"].iloc[0]
     src = "" if source == "speed" else " (from training runs; no speed runs)"
