@@ -5,8 +5,8 @@ import pytest
 import torch
 
 import implementations as impl
-from implementations.attention.gau import (GAU, PREFIX_MATMUL_MIN_CHUNKS, dense_mixed_chunk_matrix, exclusive_chunk_prefix,
-                                           mixed_chunk_attention, quadratic_attention)
+from implementations.attention.gau import (GAU, PREFIX_MATMUL_MIN_CHUNKS, RelativePositionBias, dense_mixed_chunk_matrix,
+                                           exclusive_chunk_prefix, mixed_chunk_attention, quadratic_attention)
 
 
 
@@ -25,16 +25,18 @@ def grads(out, tensors):
     return torch.autograd.grad((out * w).sum(), tensors), w
 
 
-@pytest.mark.parametrize("prefix", ["auto", "cumsum", "matmul"])
+@pytest.mark.parametrize("prefix,global_norm", [("auto", "tokens"), ("cumsum", "tokens"), ("matmul", "tokens"),
+                                                ("auto", "chunk"), ("auto", "none")])
 @pytest.mark.parametrize("causal", [True, False])
 @pytest.mark.parametrize("T,C", [(32, 8), (37, 8), (37, 16), (5, 8), (64, 64), (50, 1)])
-def test_chunked_equals_dense_reference_outputs_and_gradients(causal, T, C, prefix):
+def test_chunked_equals_dense_reference_outputs_and_gradients(causal, T, C, prefix, global_norm):
     qs, v = inputs(T=T)
     bias_w = torch.randn(2 * C - 1, requires_grad=True)
     idx = torch.arange(C)
     bias = bias_w[idx[None, :] - idx[:, None] + C - 1]
-    fast = mixed_chunk_attention(*qs, v, bias, C, causal, prefix=prefix)
-    dense = dense_mixed_chunk_matrix(*qs, lambda i, j: bias_w[j - i + C - 1], C, causal) @ v
+    fast = mixed_chunk_attention(*qs, v, bias, C, causal, prefix=prefix, global_norm=global_norm)
+    dense = dense_mixed_chunk_matrix(*qs, lambda i, j: bias_w[j - i + C - 1], C, causal,
+                                     global_norm=global_norm) @ v
     torch.testing.assert_close(fast, dense, rtol=1e-10, atol=1e-10)
     w = torch.randn_like(fast)
     leaves = [*qs, v, bias_w]
@@ -81,11 +83,12 @@ def test_causal_global_part_uses_earlier_chunks_only():
     torch.testing.assert_close(out[:, :16], out2[:, :16])
 
 
+@pytest.mark.parametrize("form", ["toeplitz", "rope"])
 @pytest.mark.parametrize("attention,causal", [("quad", True), ("quad", False), ("mixed_chunk", True),
                                               ("mixed_chunk", False)])
-def test_gau_layer_equals_its_dense_reference(attention, causal):
+def test_gau_layer_equals_its_dense_reference(attention, causal, form):
     torch.manual_seed(0)
-    layer = GAU(16, expansion=2, s=8, causal=causal, max_len=40, attention=attention, chunk=8)
+    layer = GAU(16, expansion=2, s=8, causal=causal, max_len=40, attention=attention, chunk=8, rel_pos_form=form)
     with torch.no_grad():
         for p in layer.parameters():
             p.add_(torch.randn_like(p) * 0.3)
@@ -146,3 +149,52 @@ def test_chunk_prefix_ways_agree_in_bf16_and_unknown_ways_are_refused():
     assert exclusive_chunk_prefix(few).dtype == torch.float32
     assert exclusive_chunk_prefix(low[:, :PREFIX_MATMUL_MIN_CHUNKS]).dtype == torch.bfloat16
     torch.testing.assert_close(exclusive_chunk_prefix(few), exclusive_chunk_prefix(few, "cumsum"), rtol=0, atol=0)
+
+
+def test_global_normalisers_divide_the_linear_part_as_documented():
+    """Causal chunk g: 'tokens' divides by g C, 'chunk' by C, 'none' by 1; bidirectional: T, T, 1."""
+    qs, v = inputs(T=32)
+    C, G = 8, 4
+    ref = {n: mixed_chunk_attention(*qs, v, None, C, True, "global", global_norm=n) for n in ("tokens", "chunk", "none")}
+    for g in range(1, G):
+        rows = slice(g * C, (g + 1) * C)
+        torch.testing.assert_close(ref["tokens"][:, rows] * g * C, ref["none"][:, rows])
+        torch.testing.assert_close(ref["chunk"][:, rows] * C, ref["none"][:, rows])
+    both = {n: mixed_chunk_attention(*qs, v, None, C, False, "global", global_norm=n) for n in ("tokens", "chunk", "none")}
+    torch.testing.assert_close(both["tokens"], both["chunk"])
+    torch.testing.assert_close(both["tokens"] * 32, both["none"])
+    with pytest.raises(ValueError, match="global_norm"):
+        impl.build_model("flash", vocab_size=10, d_model=8, n_layers=1, max_len=8, global_norm="sqrt")
+
+
+@pytest.mark.parametrize("n", [8, 600])
+def test_rope_relative_bias_depends_on_the_offset_only(n):
+    torch.manual_seed(0)
+    bias = RelativePositionBias(n, "rope")(min(n, 40))
+    for offset in (-5, 0, 3):
+        diag = torch.diagonal(bias, offset)
+        torch.testing.assert_close(diag, diag[:1].expand_as(diag))
+    assert bias.std() > 0 and not torch.allclose(torch.diagonal(bias, 1), torch.diagonal(bias, -1))
+
+
+def test_relative_bias_form_follows_the_papers_512_rule_and_starts_off_zero():
+    assert RelativePositionBias(511).form == "toeplitz" and RelativePositionBias(511, "auto").form == "toeplitz"
+    assert RelativePositionBias(512, "auto").form == "rope" and RelativePositionBias(40, "rope").form == "rope"
+    for form in ("toeplitz", "rope"):
+        torch.manual_seed(0)
+        params = torch.cat([p.flatten() for p in RelativePositionBias(600, form).parameters()])
+        assert 0.015 < params.std() < 0.025  # N(0, 0.02^2), as the paper's code
+    with pytest.raises(ValueError, match="rel_pos_form"):
+        RelativePositionBias(8, "alibi")
+
+
+def test_paper_and_legacy_initialisations():
+    torch.manual_seed(0)
+    paper = GAU(256, expansion=2, s=128, causal=True, max_len=64, attention="mixed_chunk", chunk=16)
+    legacy = GAU(256, expansion=2, s=128, causal=True, max_len=64, attention="mixed_chunk", chunk=16, init="legacy")
+    for layer in (paper.to_hidden, paper.to_out):
+        assert abs(layer.weight.std().item() - 0.02) < 0.002 and not layer.bias.any()
+    assert paper.rel_pos_bias.weight.std() > 0.01 and not legacy.rel_pos_bias.weight.any()
+    assert legacy.to_out.bias.any()  # nn.Linear's default: uniform biases
+    with pytest.raises(ValueError, match="init"):
+        GAU(8, expansion=2, s=4, causal=True, max_len=8, attention="quad", init="xavier")

@@ -84,6 +84,87 @@ def test_bidirectional_sees_the_future(name):
     assert diff > 1e-9
 
 
+# ---- no dead attention at initialisation ----------------------------------------------------------
+# Measured at d 256, one block, seed 0 (float64): a changed token moves its neighbours' logits by 0.25-1.8
+# of the logits' standard deviation in the softmax models and by 1.9e-4 to 4.3e-4 in the GAU models with
+# the paper's initialisation; by 2e-10 to 1e-8 with the old zero relative bias (FLASH-Quad, and FLASH's
+# within-chunk neighbours). The score-shaping gradients, against the RMS of all weight-matrix gradients:
+# 0.16-0.64 for softmax and FAVOR+ q/k, 7e-3 to 4e-2 for the GAU's relu^2 part with the paper's init,
+# 3.5e-5 to 2.2e-4 with the zero bias.
+LIVE_D, NEIGHBOURS = 256, 3
+MIN_LOGIT_CHANGE, MIN_SCORE_GRADIENT = 1e-6, 1e-3
+
+
+def fresh(name: str, causal: bool, **extra):
+    """A model as built, not randomised: its initialisation is what is under test."""
+    torch.manual_seed(0)
+    spec = impl.get_spec(name)
+    return impl.build_model(name, vocab_size=VOCAB, d_model=LIVE_D, n_layers=1, max_len=MAX_LEN, causal=causal,
+                            **{**spec.small_overrides, **extra}).double()
+
+
+def neighbour_logit_change(model, causal: bool, i: int = 20) -> float:
+    """Mean change of the logits at the NEIGHBOURS positions after token i (and before it, bidirectional)
+    when token i changes, relative to the logits' standard deviation."""
+    tokens = torch.randint(0, VOCAB, (4, MAX_LEN), generator=torch.Generator().manual_seed(1))
+    changed = tokens.clone()
+    changed[:, i] = (changed[:, i] + 1) % VOCAB
+    with torch.no_grad():
+        base, out = model(tokens), model(changed)
+    per_position = (out - base).abs().amax(dim=(0, 2)) / base.std()
+    near = list(range(i + 1, i + 1 + NEIGHBOURS)) + ([] if causal else list(range(i - NEIGHBOURS, i)))
+    return per_position[near].mean().item()
+
+
+def score_gradient_ratios(model) -> dict[str, float]:
+    """Each attention module's score-shaping gradients (`gradient_probe`) over the RMS of every
+    weight-matrix gradient of the model; the smallest over layers, per part."""
+    tokens = torch.randint(0, VOCAB, (4, MAX_LEN), generator=torch.Generator().manual_seed(2))
+    F.cross_entropy(model(tokens).flatten(0, 1), torch.randint(0, VOCAB, (4 * MAX_LEN,))).backward()
+    rms = lambda ts: torch.cat([t.flatten() for t in ts]).pow(2).mean().sqrt().item()  # noqa: E731
+    reference = rms([p.grad for p in model.parameters() if p.dim() >= 2])
+    ratios: dict[str, float] = {}
+    for module in model.modules():
+        if hasattr(module, "gradient_probe"):
+            for part, grads in module.gradient_probe().items():
+                ratios[part] = min(ratios.get(part, float("inf")), rms(grads) / reference)
+    return ratios
+
+
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("causal", [True, False])
+def test_attention_carries_information_at_initialisation(name, causal):
+    """Changing one token moves its neighbours' logits (the later ones; the earlier ones too when
+    bidirectional) by a non-negligible fraction of the logits' scale."""
+    skip_unless_mode(name, causal)
+    change = neighbour_logit_change(fresh(name, causal), causal)
+    assert change > MIN_LOGIT_CHANGE, (f"{name}: a changed token moves its neighbours' logits by {change:.1e} of "
+                                       "their scale at initialisation: its attention is switched off")
+
+
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("causal", [True, False])
+def test_attention_scores_get_gradients_at_initialisation(name, causal):
+    """Every attention module declares its score-shaping parameters (`gradient_probe`), and their
+    gradients are not negligible against the model's weight gradients."""
+    skip_unless_mode(name, causal)
+    ratios = score_gradient_ratios(fresh(name, causal))
+    assert ratios, f"{name}: no attention module has a gradient_probe() naming its score parameters"
+    for part, ratio in ratios.items():
+        assert ratio > MIN_SCORE_GRADIENT, f"{name}: {part} gradients are {ratio:.1e} of the weight gradients"
+
+
+@pytest.mark.parametrize("name", ["flash_quad", "flash"])
+@pytest.mark.parametrize("causal", [True, False])
+def test_the_old_zero_bias_initialisation_is_caught(name, causal):
+    """The two checks above fail on the initialisation this suite had until 2026-11-29."""
+    model = fresh(name, causal, init="legacy", rel_pos_form="toeplitz")
+    dead_forward = neighbour_logit_change(model, causal) < MIN_LOGIT_CHANGE
+    dead_backward = min(score_gradient_ratios(model).values()) < MIN_SCORE_GRADIENT
+    assert dead_backward and (dead_forward or (name == "flash" and not causal))  # FLASH's global part is
+    # alive bidirectionally and reaches the neighbours; its dead local part shows in the gradients
+
+
 @pytest.mark.parametrize("name", MODELS)
 @pytest.mark.parametrize("causal", [True, False])
 def test_gradients_are_finite_and_reach_every_parameter(name, causal):

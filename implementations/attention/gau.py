@@ -25,15 +25,31 @@ from ..layers.rope import RotaryEmbedding
 QUAD_NORMS = ("max_len", "length")
 
 
+# The paper's code draws every weight from N(0, 0.02^2) (its WEIGHT_INITIALIZER) and biases and
+# offsets start at zero. The relative-position bias must not start at zero: with gains of std 0.02,
+# relu(QK^T / n + 0)^2 is ~1e-12 and so is its gradient, which switches the quadratic attention off at
+# the start (a FLASH-Quad's later logits moved by ~1e-10 of their scale when a token changed).
+INIT_STD = 0.02
+INITS = ("paper", "legacy")  # legacy: this suite's init until 2026-11-29 (nn.Linear default, bias zeros)
+GLOBAL_NORMS = ("tokens", "chunk", "none")
+REL_POS_FORMS = ("auto", "toeplitz", "rope")
+# the paper's code builds the bias as a free Toeplitz vector below this many positions, from two
+# RoPE-rotated vectors from it on
+ROPE_BIAS_MIN_LEN = 512
+ROPE_BIAS_DIM = 128  # the length of the paper's two vectors a and b
+
+
 class ScaleOffset(nn.Module):
     """h cheap per-dimension transforms of one shared Z: Z * gamma_i + beta_i.
 
     Returns one tensor [h, ..., s] (heads first, so each head is contiguous for the matmuls).
     """
 
+    no_weight_decay = ("gamma", "beta")  # gains and offsets (suite/train.py's optimiser groups)
+
     def __init__(self, s: int, heads: int):
         super().__init__()
-        self.gamma = nn.Parameter(torch.randn(heads, s) * 0.02)
+        self.gamma = nn.Parameter(torch.randn(heads, s) * INIT_STD)
         self.beta = nn.Parameter(torch.zeros(heads, s))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -41,17 +57,42 @@ class ScaleOffset(nn.Module):
         return torch.addcmul(self.beta.view(shape), z.unsqueeze(0), self.gamma.view(shape))
 
 
-class RelativePositionBias(nn.Module):
-    """A learned scalar per relative offset j - i in [-(n-1), n-1] (a Toeplitz bias)."""
+def resolve_rel_pos_form(form: str, n: int) -> str:
+    """'auto' is the paper's rule: a free Toeplitz vector below 512 positions, RoPE vectors from 512 on."""
+    if form not in REL_POS_FORMS:
+        raise ValueError(f"unknown rel_pos_form {form!r}; valid: {', '.join(REL_POS_FORMS)}")
+    if form == "auto":
+        return "toeplitz" if n < ROPE_BIAS_MIN_LEN else "rope"
+    return form
 
-    def __init__(self, n: int):
+
+class RelativePositionBias(nn.Module):
+    """A learned bias b[i, j] that depends on the offset j - i only, for up to n positions.
+
+    form "toeplitz": one free scalar per offset in [-(n-1), n-1] (2n - 1 parameters).
+    form "rope": b[i, j] = <RoPE_i(a), RoPE_j(b)> for two learned vectors a, b of 128 entries (the
+    rotation makes the product depend on j - i alone); any length, 256 parameters.
+    Both start from N(0, 0.02^2) as in the paper's code (`init_std` 0 gives the old zero start).
+    """
+
+    no_weight_decay = ("weight", "a", "b")
+
+    def __init__(self, n: int, form: str = "toeplitz", init_std: float = INIT_STD):
         super().__init__()
-        self.n = n
-        self.weight = nn.Parameter(torch.zeros(2 * n - 1))
+        self.n, self.form = n, resolve_rel_pos_form(form, n)
+        if self.form == "toeplitz":
+            self.weight = nn.Parameter(torch.randn(2 * n - 1) * init_std)
+        else:
+            self.a = nn.Parameter(torch.randn(ROPE_BIAS_DIM) * init_std)
+            self.b = nn.Parameter(torch.randn(ROPE_BIAS_DIM) * init_std)
+            self.rope = RotaryEmbedding(ROPE_BIAS_DIM)
 
     def forward(self, T: int) -> torch.Tensor:
         if T > self.n:
             raise ValueError(f"relative position bias covers {self.n} positions, asked for {T}")
+        if self.form == "rope":
+            a, b = self.rope(self.a.expand(T, -1), self.b.expand(T, -1))
+            return a @ b.t()  # [T, T]
         idx = torch.arange(T, device=self.weight.device)
         return self.weight[(idx[None, :] - idx[:, None]) + self.n - 1]  # [T, T]
 
@@ -104,10 +145,32 @@ def exclusive_chunk_prefix(kv: torch.Tensor, how: str = "auto") -> torch.Tensor:
     raise ValueError(f"unknown chunk prefix {how!r}; valid: {', '.join(PREFIXES)}")
 
 
+def global_normaliser(global_norm: str, causal: bool, chunk: int, T: int, G: int, device, dtype) -> torch.Tensor:
+    """What the global (linear) part is divided by: per chunk g = 0..G-1 when causal ([G]), else a scalar.
+
+    "tokens": the number of tokens summed, g C (causal; at least 1) or T (bidirectional);
+    "chunk":  C when causal, T bidirectional (the normaliser of the public FLASH-pytorch code);
+    "none":   1 (the paper's pseudo-code as copied publicly has no normaliser).
+    """
+    if global_norm not in GLOBAL_NORMS:
+        raise ValueError(f"unknown global_norm {global_norm!r}; valid: {', '.join(GLOBAL_NORMS)}")
+    if global_norm == "none":
+        n = torch.ones(G if causal else 1, device=device, dtype=dtype)
+    elif not causal:
+        n = torch.full((1,), float(T), device=device, dtype=dtype)
+    elif global_norm == "chunk":
+        n = torch.full((G,), float(chunk), device=device, dtype=dtype)
+    else:
+        n = torch.arange(G, device=device, dtype=dtype).clamp_min(1) * chunk
+    return n if causal else n[0]
+
+
 def mixed_chunk_attention(q_quad, k_quad, q_lin, k_lin, v, bias: torch.Tensor | None, chunk: int,
-                          causal: bool, parts: str = "mixed", prefix: str = "auto") -> torch.Tensor:
+                          causal: bool, parts: str = "mixed", prefix: str = "auto",
+                          global_norm: str = "tokens") -> torch.Tensor:
     """Chunked form of mixed chunk attention. q_*, k_*: [B, T, s]; v: [B, T, e]; bias: [C, C].
-    `prefix`: how the causal form sums earlier chunks' states (`exclusive_chunk_prefix`).
+    `prefix`: how the causal form sums earlier chunks' states (`exclusive_chunk_prefix`);
+    `global_norm`: what the global part is divided by (`global_normaliser`).
 
     Any T: the sequence is padded with zeros to a multiple of `chunk`; padded keys carry V = 0 and
     K_lin = 0, so they add nothing, and their outputs are dropped.
@@ -127,14 +190,15 @@ def mixed_chunk_attention(q_quad, k_quad, q_lin, k_lin, v, bias: torch.Tensor | 
     kv = torch.matmul(kl.transpose(-1, -2), vv)  # [B, G, s, e]: each chunk's state
     acc = torch.promote_types(kv.dtype, torch.float32)  # sums over chunks in at least float32
     if causal:
-        # exclusive prefix sum over chunks, normalised by the number of tokens summed (g C); the
-        # normaliser goes on the query, [.., C, s], not the state, [.., s, e]
+        # exclusive prefix sum over chunks; the normaliser goes on the query, [.., C, s], not the state, [.., s, e]
         kv = exclusive_chunk_prefix(kv, prefix).to(ql.dtype)
-        counts = torch.arange(G, device=v.device, dtype=acc).clamp_min(1) * C
-        ql = ql * (1.0 / counts).view(1, G, 1, 1).to(ql.dtype)
+        counts = global_normaliser(global_norm, True, C, T, G, v.device, acc)
+        if global_norm != "none":
+            ql = ql * (1.0 / counts).view(1, G, 1, 1).to(ql.dtype)
         rows = (B * G, C)  # each chunk reads its own state
     else:
-        kv = (kv.to(acc).sum(dim=1) / T).to(ql.dtype)  # [B, s, e]: one state for the whole sequence
+        norm = global_normaliser(global_norm, False, C, T, G, v.device, acc)
+        kv = (kv.to(acc).sum(dim=1) / norm).to(ql.dtype)  # [B, s, e]: one state for the whole sequence
         rows = (B, G * C)
     lhs, state = ql.reshape(*rows, ql.shape[-1]), kv.reshape(rows[0], *kv.shape[-2:])
     if parts == "global":
@@ -145,7 +209,7 @@ def mixed_chunk_attention(q_quad, k_quad, q_lin, k_lin, v, bias: torch.Tensor | 
 
 
 def dense_mixed_chunk_matrix(q_quad, k_quad, q_lin, k_lin, bias_fn, chunk: int, causal: bool,
-                             parts: str = "mixed") -> torch.Tensor:
+                             parts: str = "mixed", global_norm: str = "tokens") -> torch.Tensor:
     """The reference: the full effective T x T attention matrix of mixed chunk attention.
 
     bias_fn(i, j) -> relative bias inside a chunk, for index tensors i, j.
@@ -159,12 +223,12 @@ def dense_mixed_chunk_matrix(q_quad, k_quad, q_lin, k_lin, bias_fn, chunk: int, 
     if causal:
         same = same & (j <= i)
     lin = q_lin @ k_lin.transpose(-1, -2)
+    G = -(-T // chunk)
+    norm = global_normaliser(global_norm, causal, chunk, T, G, lin.device, lin.dtype)
     if causal:
-        earlier = gj < gi
-        n_summed = (gi * chunk).clamp_min(1).to(lin.dtype)
-        lin = torch.where(earlier, lin / n_summed, torch.zeros_like(lin))
+        lin = torch.where(gj < gi, lin / norm[gi], torch.zeros_like(lin))
     else:
-        lin = lin / T
+        lin = lin / norm
     local = torch.where(same, local, torch.zeros_like(local))
     return {"mixed": local + lin, "local": local, "global": lin}[parts]
 
@@ -174,8 +238,13 @@ class GAU(nn.Module):
 
     def __init__(self, d: int, *, expansion: int, s: int, causal: bool, max_len: int, attention: str,
                  chunk: int = 256, quad_norm: str = "max_len", rope: bool = True, rel_pos_bias: bool = True,
-                 parts: str = "mixed"):
+                 rel_pos_form: str = "auto", parts: str = "mixed", global_norm: str = "tokens",
+                 init: str = "paper"):
         super().__init__()
+        if init not in INITS:
+            raise ValueError(f"unknown GAU init {init!r}; valid: {', '.join(INITS)}")
+        if global_norm not in GLOBAL_NORMS:
+            raise ValueError(f"unknown global_norm {global_norm!r}; valid: {', '.join(GLOBAL_NORMS)}")
         if parts not in PARTS:
             raise ValueError(f"unknown mixed chunk attention parts {parts!r}; valid: {', '.join(PARTS)}")
         self.parts = parts
@@ -192,9 +261,14 @@ class GAU(nn.Module):
         self.scale_offset = ScaleOffset(s, 2 if attention == "quad" else 4)
         self.rope = RotaryEmbedding(s) if rope else None
         n_bias = max_len if attention == "quad" else chunk
-        self.rel_pos_bias = RelativePositionBias(n_bias) if rel_pos_bias else None
+        self.rel_pos_bias = (RelativePositionBias(n_bias, rel_pos_form, INIT_STD if init == "paper" else 0.0)
+                             if rel_pos_bias else None)
         self.attention, self.chunk, self.causal = attention, chunk, causal
-        self.quad_norm, self.max_len = quad_norm, max_len
+        self.quad_norm, self.max_len, self.global_norm = quad_norm, max_len, global_norm
+        if init == "paper":  # dense weights N(0, 0.02^2), biases zero (nn.Linear's default otherwise)
+            for layer in (self.to_hidden, self.to_out):
+                nn.init.normal_(layer.weight, std=INIT_STD)
+                nn.init.zeros_(layer.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.to_out(self.gated_attention(x))
@@ -217,7 +291,8 @@ class GAU(nn.Module):
             out = quadratic_attention(*qk, v, *self.quad_bias_and_norm(x.shape[1]), self.causal)
         else:
             bias = self.rel_pos_bias(self.chunk) if self.rel_pos_bias is not None else None
-            out = mixed_chunk_attention(*qk, v, bias, self.chunk, self.causal, self.parts)
+            out = mixed_chunk_attention(*qk, v, bias, self.chunk, self.causal, self.parts,
+                                        global_norm=self.global_norm)
         return u * out
 
     def effective_attention(self, x: torch.Tensor) -> torch.Tensor:
@@ -225,12 +300,24 @@ class GAU(nn.Module):
         _, _, qk = self.qkv(x)
         if self.attention == "quad":
             return relu2_scores(*qk, *self.quad_bias_and_norm(x.shape[1]), self.causal)
-        w = self.rel_pos_bias.weight if self.rel_pos_bias is not None else None
+        b = self.rel_pos_bias(self.chunk) if self.rel_pos_bias is not None else None
 
-        def bias_fn(i, j):
-            return w[j - i + self.chunk - 1] if w is not None else torch.zeros((), dtype=x.dtype, device=x.device)
+        def bias_fn(i, j):  # in-chunk positions
+            return b[i, j] if b is not None else torch.zeros((), dtype=x.dtype, device=x.device)
 
-        return dense_mixed_chunk_matrix(*qk, bias_fn, self.chunk, self.causal, self.parts)
+        return dense_mixed_chunk_matrix(*qk, bias_fn, self.chunk, self.causal, self.parts, self.global_norm)
+
+    def gradient_probe(self) -> dict[str, list[torch.Tensor]]:
+        """After a backward pass: the gradients of the parameters that shape the relu^2 attention weights
+        (q/k gains and the relative-position bias), which a zero start can switch off; tests/test_models.py
+        checks they are not negligible. The global (linear) part is left out: its weights are the plain
+        products q_lin k_lin^T, with no nonlinearity that could switch them off."""
+        if self.parts == "global":
+            return {}
+        grads = [self.scale_offset.gamma.grad[:2]]
+        if self.rel_pos_bias is not None:
+            grads += [p.grad for p in self.rel_pos_bias.parameters()]
+        return {"relu^2 attention (q/k gains, relative bias)": grads}
 
     def reference_forward(self, x: torch.Tensor) -> torch.Tensor:
         u, v, _ = self.qkv(x)

@@ -26,6 +26,11 @@ class HeadAttention(nn.Module):
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def gradient_probe(self) -> dict[str, list[torch.Tensor]]:
+        """After a backward pass: the gradients of the q and k projections, what shapes the attention
+        weights (tests/test_models.py checks they are not negligible against the model's)."""
+        return {"q/k projections": [self.qkv.weight.grad[:2 * self.qkv.weight.shape[1]]]}
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, T, _ = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)

@@ -12,17 +12,18 @@ from ..layers import LanguageModel, Residual
 from ..registry import FidelityNote, ModelSpec, register_model
 
 COMMON = {"expansion": 2, "s": 128, "norm": "layernorm", "rope": True, "rel_pos_bias": True,
-          "tie_embeddings": True}
+          "rel_pos_form": "auto", "init": "paper", "tie_embeddings": True}
 
 
 def build_gau_model(cfg: ModelConfig, attention: str):
     d = cfg.d_model
     kw = dict(expansion=cfg["expansion"], s=cfg["s"], causal=cfg.causal, max_len=cfg.max_len,
-              attention=attention, rope=cfg["rope"], rel_pos_bias=cfg["rel_pos_bias"])
+              attention=attention, rope=cfg["rope"], rel_pos_bias=cfg["rel_pos_bias"],
+              rel_pos_form=cfg["rel_pos_form"], init=cfg["init"])
     if attention == "quad":
         kw["quad_norm"] = cfg["quad_norm"]
     else:
-        kw["chunk"], kw["parts"] = cfg["chunk"], cfg["parts"]
+        kw["chunk"], kw["parts"], kw["global_norm"] = cfg["chunk"], cfg["parts"], cfg["global_norm"]
     layers = [Residual(d, GAU(d, **kw), cfg["norm"]) for _ in range(2 * cfg.n_layers)]
     return LanguageModel(cfg.vocab_size, d, layers, max_len=cfg.max_len, norm=cfg["norm"],
                          tie_embeddings=cfg["tie_embeddings"])
@@ -49,6 +50,16 @@ NOTES = (
                  "depend on how many tokens follow; 'length' gives the paper's /T", "quad_norm"),
     FidelityNote("positions", "RoPE and a learned relative position bias", "both, each switchable",
                  "rope, rel_pos_bias"),
+    FidelityNote("initialisation", "the paper's code: every dense weight, the scale-offset gains and the "
+                 "relative-position bias N(0, 0.02^2); biases and offsets zero",
+                 "the same ('paper'); 'legacy' is this suite's init until 2026-11-29 (nn.Linear's default, "
+                 "relative bias zero), which left the quadratic attention dead at the start", "init"),
+    FidelityNote("relative bias form", "a free Toeplitz vector (2n - 1 entries) below 512 tokens; from 512 on "
+                 "b[i, j] = <RoPE_i(a), RoPE_j(b)> for two vectors of 128 entries",
+                 "'auto' = the paper's rule, applied to the positions the bias covers (max_len for FLASH-Quad, "
+                 "the chunk for FLASH); 'toeplitz' or 'rope' force one form", "rel_pos_form"),
+    FidelityNote("weight decay", "not stated here", "AdamW decay on matrices (dense weights, embedding) only: "
+                 "none on biases, norms, the scale-offset gains and offsets, or the relative-position bias"),
     FidelityNote("norm", "LayerNorm or ScaleNorm (both in the paper's code)", "LayerNorm", "norm"),
     FidelityNote("sizes", "e = 2d, s = 128, 2 GAUs per Transformer block", "the same", "expansion, s"),
     FidelityNote("output head", "not stated here", "tied to the token embedding", "tie_embeddings"),
@@ -63,13 +74,15 @@ register_model(ModelSpec(
 register_model(ModelSpec(
     name="flash", description="FLASH: GAU stack with mixed chunk attention (local quadratic + global linear)",
     build=lambda cfg: build_gau_model(cfg, "mixed_chunk"), flops=lambda cfg, T: gau_flops(cfg, T, "mixed_chunk"),
-    options={**COMMON, "chunk": 256, "parts": "mixed"}, fidelity=NOTES[1:] + (
+    options={**COMMON, "chunk": 256, "parts": "mixed", "global_norm": "tokens"}, fidelity=NOTES[1:] + (
         FidelityNote("chunk size", "C = 256 (ablated 128..1024)", "256", "chunk"),
         FidelityNote("ablation: attention parts", "mixed, local-only and global-only compared",
                      "'mixed' (default), 'local' (quadratic within chunks only), 'global' (linear over "
                      "earlier chunks only; in causal mode a token then sees nothing of its own chunk)", "parts"),
-        FidelityNote("global normaliser", "by the number of tokens summed (as understood here)",
-                     "causal: (g) C tokens of the earlier chunks; bidirectional: T"),
+        FidelityNote("global normaliser", "not settled: the paper's pseudo-code as copied publicly divides the "
+                     "global (linear) part by nothing; the public FLASH-pytorch code divides by C (causal) or T",
+                     "'tokens': the number of tokens summed, g C for chunk g (causal) or T; 'chunk' and 'none' "
+                     "give the other two readings", "global_norm"),
         FidelityNote("T not a multiple of C", "pad and mask", "zero-pad; local normaliser stays 1/C"),
     ), family="gau", quadratic=False, order=6, small_overrides={"chunk": 8},
 ))
