@@ -149,10 +149,54 @@ def _latest(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 
 def train_runs(runs: pd.DataFrame) -> pd.DataFrame:
     """Finished training runs (kind == "train", status == "ok"), one per (objective, context, size, seed,
-    variant): the latest when a configuration was repeated."""
+    variant): the latest when a configuration was repeated. Where a variant ran at several learning
+    rates (a learning-rate sweep, `lr_sweep_table`), the runs of its best one (`best_lr`)."""
     runs = _prepare_runs(runs)
     ok = runs[(runs["kind"] == "train") & (runs["status"] == "ok")]
+    if "lr" in ok.columns and len(ok):
+        best = best_lr(ok)
+        if len(best):
+            lr = _num(ok, "lr")
+            keep = pd.Series(True, index=ok.index)
+            for _, b in best.iterrows():
+                mine = np.ones(len(ok), dtype=bool)
+                for k in _GROUP + ["variant"]:
+                    mine &= (ok[k] == b[k]).to_numpy()
+                keep &= ~pd.Series(mine, index=ok.index) | np.isclose(lr, b["lr"])
+            ok = ok[keep]
     return _latest(ok, _GROUP + ["seed", "variant"])
+
+
+LR_SWEEP_COLUMNS = ["objective", "context", "size", "variant", "model", "lr", "n_seeds", "final_bpb_mean",
+                    "final_bpb_min", "final_bpb_max", "best"]
+
+
+def lr_sweep_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Final held-out bits per byte per learning rate, for every variant that ran at more than one
+    (objective, context, size, variant, lr; mean and range over seeds); `best` marks the lowest mean."""
+    runs = _prepare_runs(runs)
+    ok = runs[(runs["kind"] == "train") & (runs["status"] == "ok")]
+    if "lr" not in ok.columns or ok.empty:
+        return pd.DataFrame(columns=LR_SWEEP_COLUMNS)
+    ok = _latest(ok.assign(lr=_num(ok, "lr")), _GROUP + ["seed", "variant", "lr"])
+    rows = []
+    for key, g in ok.groupby(_GROUP + ["variant"], sort=False, dropna=False):
+        if g["lr"].nunique() < 2:
+            continue
+        per_lr = [(lr, _num(s, "final_bpb")) for lr, s in g.groupby("lr")]
+        best = min(per_lr, key=lambda t: t[1].mean())[0]
+        for lr, bpb in per_lr:
+            rows.append(dict(zip(_GROUP + ["variant"], key)) | {
+                "model": g["model"].iloc[0], "lr": lr, "n_seeds": int(bpb.notna().sum()),
+                "final_bpb_mean": bpb.mean(), "final_bpb_min": bpb.min(), "final_bpb_max": bpb.max(),
+                "best": lr == best})
+    return _sort(pd.DataFrame(rows, columns=LR_SWEEP_COLUMNS), _GROUP + ["variant", "lr"])
+
+
+def best_lr(runs: pd.DataFrame) -> pd.DataFrame:
+    """(objective, context, size, variant, model, lr) of the best learning rate of every swept variant."""
+    tab = lr_sweep_table(runs)
+    return tab[tab["best"].astype(bool)][_GROUP + ["variant", "model", "lr"]].reset_index(drop=True)
 
 
 def resolve_variant(runs: pd.DataFrame, name: str) -> str | None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -13,7 +14,7 @@ from . import distributed as D
 from . import provenance
 from .data import DataError
 from .presets import PRESETS
-from .runs import COMPILE_MODES
+from .runs import COMPILE_MODES, RunConfig
 from .store import ResultsError, ResultsStore
 from .sweep import UsageError, check_ddp, execute, expand, get_preset
 
@@ -50,6 +51,20 @@ def parse_key_value(text: str) -> tuple[str, object]:
     return key.strip(), raw
 
 
+def swept_learning_rates(folder: Path) -> dict[str, float]:
+    """{model: its best peak learning rate} from the learning-rate sweep recorded in a results folder."""
+    from .analysis import best_lr
+    from .report import load_results
+    try:
+        runs, _ = load_results(folder)
+    except FileNotFoundError:
+        raise UsageError(f"--lr-from {folder}: no runs.csv there (run the learning-rate sweep first)") from None
+    best = best_lr(runs)
+    if best.empty:
+        raise UsageError(f"--lr-from {folder}: no model ran at more than one learning rate there")
+    return {str(r["model"]): float(r["lr"]) for _, r in best.iterrows()}
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="run_all.py", description="flash-repro: train and time the paper's models, then draw its tables and "
@@ -64,7 +79,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--eltec-path", help="path of eltec_eng.jsonl.gz (default: ../shared/data/eltec-eng/)")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: the preset's)")
     p.add_argument("--size", choices=list(impl.SIZE_PRESETS), help="model size preset")
-    p.add_argument("--budget", type=float, help="training-time budget per run in seconds (train runs)")
+    p.add_argument("--budget", type=float, help="training-time budget per run in seconds (train runs; the "
+                   "schedule then runs on time)")
+    p.add_argument("--steps", type=int, help="train every run for exactly this many steps, schedule and "
+                   "evaluations on steps (the fair protocol; replaces a preset's time budget)")
+    p.add_argument("--lr", type=float, help="peak learning rate for every run (default: the preset's, per model)")
+    p.add_argument("--lr-from", metavar="FOLDER", help="each model's peak learning rate: the best of a "
+                   "learning-rate sweep recorded in this results folder (e.g. by --preset gpu-lr-sweep)")
     p.add_argument("--tokens-per-step", type=int, help="tokens per optimizer step")
     p.add_argument("--precision", choices=["fp32", "bf16"])
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile the model")
@@ -113,16 +134,27 @@ def _main(args) -> int:
             print(f"model {name}: {impl.get_spec(name).description}")
         return 0
     preset = get_preset(args.preset)
+    if args.budget is not None and args.steps is not None:
+        raise UsageError("--budget (a time budget) and --steps (a fixed number of steps) exclude each other")
     overrides = {k: v for k, v in dict(corpus=args.corpus, tokenizer=args.tokenizer, device=args.device,
                                        size=args.size, budget_s=args.budget, tokens_per_step=args.tokens_per_step,
+                                       max_steps=args.steps, lr=args.lr,
                                        precision=args.precision, compile=args.compile_mode or args.compile,
                                        sdpa_backend=args.sdpa_backend).items() if v is not None}
+    if args.steps is not None:  # exactly this many steps: no time budget
+        overrides["budget_s"] = None
+    elif args.budget is not None:  # a time budget: no step cap from the preset
+        overrides["max_steps"] = RunConfig.max_steps
     if args.model_overrides:
         overrides["overrides"] = tuple(dict(args.model_overrides).items())  # the last value of a key wins
+    if args.lr_from:
+        if args.lr is not None:
+            raise UsageError("--lr and --lr-from exclude each other")
+        preset = dataclasses.replace(preset, lr={**preset.lr, **swept_learning_rates(Path(args.lr_from))})
     runs = expand(preset, models=args.models, contexts=args.contexts, objectives=args.objectives, seeds=args.seeds,
                   variants=not args.no_variants, with_peers=args.peers, **overrides)
     device = runs[0].device if runs else "cpu"
-    default_name = args.preset
+    default_name = preset.folder or args.preset
     if args.ddp and D.world_size() > 1:  # data-parallel runs keep their run_id: not in the same folder by default
         default_name += f"-ddp{D.world_size()}"
     out = Path(args.out) if args.out else Path(provenance.ROOT) / "results" / provenance.platform_slug(device) / default_name

@@ -22,6 +22,24 @@ class Preset:
     variants: list[tuple[list[str], dict[str, Any]]] = field(default_factory=list)
     # external reference implementations (suite/peers.py), causal LM only: (peer names, RunConfig overrides)
     peers: list[tuple[list[str], dict[str, Any]]] = field(default_factory=list)
+    # peak learning rate per model (over base["lr"]); a variant's or the command line's lr wins
+    lr: dict[str, float] = field(default_factory=dict)
+    # results folder name under results/<platform>/ (default: the preset's name)
+    folder: str | None = None
+
+
+# The fair protocol (issue 10): every model trains the same number of steps with the same step-based
+# warm-up and cosine decay, so quality per step compares models at the same point of the same schedule;
+# time per step is measured alongside. ~25M parameters (d 512, 8 blocks / 16 GAU layers), ELTeC bytes,
+# 65,536 tokens per step, bf16, compiled.
+QUALITY_STEPS = 600
+QUALITY = dict(kind="train", size="quality", tokens_per_step=65536, budget_s=None, max_steps=QUALITY_STEPS,
+               lr=1e-3, warmup_steps=50, evals=10, eval_tokens=262144, corpus="eltec", device="cuda",
+               precision="bf16", compile=True)
+LR_GRID = (1e-3, 2e-3, 4e-3)
+# Each model's peak learning rate: the best of LR_GRID in the gpu-lr-sweep preset (causal LM 2K,
+# QUALITY_STEPS steps, seed 0) on an H200; its table: results/nvidia-h200/gpu-quality/tables/lr_sweep.md
+QUALITY_LR: dict[str, float] = {}
 
 
 PRESETS: dict[str, Preset] = {
@@ -46,19 +64,27 @@ PRESETS: dict[str, Preset] = {
                (["peer:hf_llama", "peer:flash_pytorch"], {"compile": True})],
     ),
     "gpu-quality": Preset(
-        description="GPU quality at equal training time: ~25M parameters (d 512, 8 blocks / 16 GAU layers), "
-                    "ELTeC novels, bytes, 30 s of training per run (plus ~15 s of compiling and evaluation); "
-                    "70 runs: ~55 min on one H200; seed 0 alone (35 runs) took 14 min on two",
+        description=f"GPU quality at equal steps: ~25M parameters (d 512, 8 blocks / 16 GAU layers), ELTeC novels, "
+                    f"bytes, {QUALITY_STEPS} steps of 65,536 tokens for every model with a step-based schedule, "
+                    "each model at its peak learning rate from gpu-lr-sweep; variants: FLASH-Quad and FLASH with "
+                    "the old zero-bias initialisation, FLASH with the other two global normalisers",
         models=SEVEN, groups=[("clm", [512, 2048, 8192]), ("mlm", [512, 2048])], seeds=[0, 1],
-        base=dict(kind="train", size="quality", tokens_per_step=65536, budget_s=30.0, lr=1e-3, warmup_steps=50,
-                  evals=10, eval_tokens=262144, corpus="eltec", device="cuda", precision="bf16", compile=True),
+        base=QUALITY, lr=QUALITY_LR,
+        variants=[(["flash_quad", "flash"], {"overrides": (("init", "legacy"), ("rel_pos_form", "toeplitz"))})]
+        + [(["flash"], {"overrides": (("global_norm", n),)}) for n in ("chunk", "none")],
+    ),
+    "gpu-lr-sweep": Preset(
+        description=f"each model's peak learning rate: {', '.join(f'{x:g}' for x in LR_GRID)} at the gpu-quality "
+                    f"setting, causal LM 2K, seed 0; written into the gpu-quality folder, whose tables then take "
+                    "every model at its best rate",
+        models=SEVEN, groups=[("clm", [2048])], base=QUALITY, folder="gpu-quality",
+        variants=[(SEVEN, {"lr": x}) for x in LR_GRID[1:]],
     ),
     "gpu-ablation": Preset(
         description="GPU ablations of FLASH as in the paper: chunk size 128..1024 and local-only / global-only / "
-                    "mixed attention, ~25M parameters, ELTeC, causal LM at 2K, 40 s per run",
+                    f"mixed attention, ~25M parameters, ELTeC, causal LM at 2K, {QUALITY_STEPS} steps per run",
         models=["flash", "transformer_plus_plus"], groups=[("clm", [2048])],
-        base=dict(kind="train", size="quality", tokens_per_step=65536, budget_s=40.0, lr=1e-3, warmup_steps=50,
-                  evals=10, eval_tokens=262144, corpus="eltec", device="cuda", precision="bf16", compile=True),
+        base=QUALITY, lr=QUALITY_LR,
         variants=[(["flash"], {"overrides": (("chunk", c),)}) for c in (128, 512, 1024)]
         + [(["flash"], {"overrides": (("parts", p),)}) for p in ("local", "global")],
     ),

@@ -7,6 +7,8 @@
     tables/latency.csv  tables/latency.md    step time, throughput, peak memory, MFU (OOM kept)
     tables/quality.csv  tables/quality.md    final held-out bits per byte over seeds
     tables/equal_steps.csv  .md              bits per byte at equal steps, minus Transformer++'s
+    tables/lr_sweep.csv  .md                 final bits per byte per learning rate (swept variants only);
+                                             every other table takes each swept variant at its best rate
     figures/<stem>.png and .svg              see `suite.figures`
 The CSVs are long (one row per objective, context, size, model[, baseline]); the Markdown files are
 the same numbers pivoted to model x context for reading. A table or figure without data is skipped.
@@ -22,8 +24,8 @@ import numpy as np
 import pandas as pd
 
 from . import figures as F
-from .analysis import (BASELINES, context_label, latency_table, markdown_table, model_sort_key, objective_label,
-                       quality_at_equal_steps, quality_table, speedup_table, variant_label)
+from .analysis import (BASELINES, context_label, latency_table, lr_sweep_table, markdown_table, model_sort_key,
+                       objective_label, quality_at_equal_steps, quality_table, speedup_table, variant_label)
 from .schema import CURVE_COLUMNS, SUMMARY_COLUMNS
 
 
@@ -211,6 +213,28 @@ def quality_markdown(tab: pd.DataFrame) -> str:
     return "\n".join(out)
 
 
+def lr_sweep_markdown(tab: pd.DataFrame) -> str:
+    """Final bits per byte per model x learning rate, one block per objective and context; best in bold."""
+    if tab is None or tab.empty:
+        return ""
+    out = []
+    for (objective, context), sub in tab.groupby(["objective", "context"], sort=False):
+        lrs = sorted(sub["lr"].astype(float).unique())
+        data = []
+        for v in sorted(set(sub["variant"].astype(str)), key=model_sort_key):
+            line = {"model": variant_label(v)}
+            for lr in lrs:
+                r = sub[(sub["variant"] == v) & np.isclose(sub["lr"].astype(float), lr)]
+                text = _fmt(r["final_bpb_mean"].iloc[0], 4) if len(r) else "-"
+                line[f"lr {lr:g}"] = f"**{text}**" if len(r) and bool(r["best"].iloc[0]) else text
+            data.append(line)
+        n = int(sub["n_seeds"].max())
+        out.append(f"**{objective_label(objective)} {context_label(int(context))}: final held-out bits per byte by "
+                   f"peak learning rate** (best in bold; {'mean over ' + str(n) + ' seeds' if n > 1 else '1 seed'})\n")
+        out.append(markdown_table(pd.DataFrame(data)))
+    return "\n".join(out)
+
+
 # ---------------------------------------------------------------------------------------- report
 def _write_table(tables_dir: Path, name: str, df: pd.DataFrame, md: str, title: str) -> list[Path]:
     if df is None or df.empty:
@@ -248,6 +272,8 @@ def write_report(folder: Path, runs: pd.DataFrame | None = None,
     tables += _write_table(tables_dir, "latency", lat, latency_markdown(lat), "Step latency and memory")
     tables += _write_table(tables_dir, "quality", qual, quality_markdown(qual), "Final quality")
     tables += _write_table(tables_dir, "equal_steps", steps, equal_steps_markdown(steps), "Quality at equal steps")
+    sweep = lr_sweep_table(runs)
+    tables += _write_table(tables_dir, "lr_sweep", sweep, lr_sweep_markdown(sweep), "Learning-rate sweep")
 
     figs = []
     for name, fn in (("speedup_vs_context", lambda: F.plot_speedup(runs, curves, figures_dir, table=speed)),

@@ -30,13 +30,16 @@ class RunConfig:
     corpus: str = "shakespeare"
     tokenizer: str = "bytes"
     bpe_vocab: int = 4096
-    budget_s: float = 10.0          # training-time budget (evaluation excluded)
+    # how long a train run lasts: a training-time budget (evaluation excluded) with the schedule on time,
+    # or, with budget_s None, exactly max_steps steps with the schedule and evaluations on steps (the
+    # fair protocol: every model at the same learning rate at the same step)
+    budget_s: float | None = 10.0
     max_steps: int = 100_000
     lr: float = 3e-3
     warmup_steps: int = 20
     weight_decay: float = 0.1
     grad_clip: float = 1.0
-    evals: int = 8                  # evaluations spread evenly over the budget, plus one at the end
+    evals: int = 8                  # evaluations spread evenly over the budget (or steps), plus one at the end
     eval_tokens: int = 32768        # held-out tokens per evaluation
     # timing (kind == "speed"; train runs time their own steps)
     vocab_size: int = 32768         # speed runs use random tokens over this vocabulary
@@ -54,7 +57,7 @@ class RunConfig:
         # equal values must hash equally: 60 and 60.0 are the same budget
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.type == "float" and isinstance(value, int) and not isinstance(value, bool):
+            if f.type in ("float", "float | None") and isinstance(value, int) and not isinstance(value, bool):
                 object.__setattr__(self, f.name, float(value))
         if self.objective not in OBJECTIVES:
             raise ValueError(f"unknown objective {self.objective!r}; valid: {', '.join(OBJECTIVES)}")
@@ -66,6 +69,12 @@ class RunConfig:
             raise ValueError(f"unknown size {self.size!r}; valid: {', '.join(SIZE_PRESETS)}")
         if not isinstance(self.compile, bool) and self.compile not in COMPILE_MODES:
             raise ValueError(f"unknown compile mode {self.compile!r}; valid: {', '.join(COMPILE_MODES)}")
+        if self.budget_s is not None and not (0 < self.budget_s < float("inf")):
+            raise ValueError(f"the training-time budget must be a positive number of seconds, got {self.budget_s}")
+        if not (isinstance(self.max_steps, int) and self.max_steps >= 1):
+            raise ValueError(f"the number of training steps must be a positive integer, got {self.max_steps!r}")
+        if not (self.lr > 0 and self.lr < float("inf")):
+            raise ValueError(f"the learning rate must be a positive number, got {self.lr}")
         if self.context < 1 or self.tokens_per_step < self.context:
             raise ValueError(f"context {self.context} must be >= 1 and at most tokens_per_step {self.tokens_per_step}")
 
@@ -80,6 +89,11 @@ class RunConfig:
     @property
     def n_layers(self) -> int:
         return SIZE_PRESETS[self.size]["n_layers"]
+
+    @property
+    def by_steps(self) -> bool:
+        """Train runs of a fixed number of steps, schedule and evaluations on steps (budget_s None)."""
+        return self.budget_s is None
 
     @property
     def compile_mode(self) -> str | None:

@@ -23,6 +23,8 @@ SUMMARY_COLUMNS = [
     "model", "variant", "objective", "context", "seed", "size", "d_model", "n_layers", "vocab_size", "n_params",
     # work
     "batch_size", "tokens_per_step", "steps", "tokens", "train_time_s",
+    # protocol (train runs): peak learning rate; schedule "steps" (fixed steps) or "time" (time budget)
+    "lr", "schedule",
     # quality (train runs): final held-out loss in nats per token and bits per byte
     "final_eval_loss", "final_bpb", "final_train_loss",
     # speed

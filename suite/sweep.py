@@ -66,7 +66,8 @@ def expand(preset: Preset, *, models: list[str] | None = None, contexts: list[in
             for context in contexts or ctxs:
                 for model in ms:
                     for seed in seeds or preset.seeds:
-                        kw = {**preset.base, **extra, **overrides}
+                        lr = {"lr": preset.lr[model]} if model in preset.lr else {}
+                        kw = {**preset.base, **lr, **extra, **overrides}
                         if "overrides" in extra and "overrides" in overrides:  # model options: merge
                             kw["overrides"] = tuple({**dict(extra["overrides"]), **dict(overrides["overrides"])}.items())
                         try:

@@ -80,15 +80,31 @@ def build(cfg: RunConfig, vocab_size: int, device: torch.device) -> torch.nn.Mod
     return impl.build_model(cfg.model, **kw, **cfg.model_overrides()).to(device)
 
 
+ADAM_BETAS = (0.9, 0.98)
+
+
+def no_weight_decay(model: torch.nn.Module) -> set[int]:
+    """ids of the parameters AdamW must not decay: every vector or scalar (biases, norms) and what a
+    module lists in its `no_weight_decay` attribute (the GAU's gains, offsets and relative-position bias)."""
+    skip = {id(p) for p in model.parameters() if p.dim() < 2}
+    for module in model.modules():
+        for name in getattr(module, "no_weight_decay", ()):
+            p = getattr(module, name, None)
+            if isinstance(p, torch.nn.Parameter):
+                skip.add(id(p))
+    return skip
+
+
 def make_optimizer(model: torch.nn.Module, cfg: RunConfig, device: torch.device) -> torch.optim.Optimizer:
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    other = [p for p in model.parameters() if p.dim() < 2]
+    skip = no_weight_decay(model)
+    decay = [p for p in model.parameters() if id(p) not in skip]
+    other = [p for p in model.parameters() if id(p) in skip]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": other, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98), fused=device.type == "cuda")
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=ADAM_BETAS, fused=device.type == "cuda")
 
 
 def lr_factor(cfg: RunConfig, step: int, progress: float) -> float:
-    """Linear warm-up, then cosine decay to 10% over the run's progress (by steps or by time)."""
+    """Linear warm-up, then cosine decay to 10% over the run's progress (by steps, or by time)."""
     if step < cfg.warmup_steps:
         return (step + 1) / cfg.warmup_steps
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
@@ -195,6 +211,7 @@ def base_summary(cfg: RunConfig, device: torch.device, data: Batches) -> dict[st
         "objective": cfg.objective, "context": cfg.context, "seed": cfg.seed, "size": cfg.size,
         "d_model": cfg.d_model, "n_layers": cfg.n_layers, "vocab_size": data.vocab_size,
         "batch_size": cfg.batch_size, "tokens_per_step": cfg.batch_size * cfg.context,
+        "lr": cfg.lr, "schedule": "steps" if cfg.by_steps else "time",
         "train_flops_per_token": train_flops_per_token(flops_name, cfg_model, cfg.context), "peak_tflops": peak,
         "device": str(device), "device_name": name, "precision": cfg.precision, "compile": cfg.compile,
         "attention_kernel": ("peer" if peers.is_peer(cfg.model) else cfg_model.options.get("attention_kernel", "n/a")),
@@ -273,7 +290,8 @@ def run(cfg: RunConfig, data: Batches | None = None, *, progress=None,
 
 def train(cfg: RunConfig, step: Step, data: Batches, gen: torch.Generator, device: torch.device,
           curve: list[dict], progress=None) -> tuple[dict[str, Any], list[float]]:
-    """Train for cfg.budget_s seconds of training time (evaluation excluded) or cfg.max_steps.
+    """Train for cfg.budget_s seconds of training time (evaluation excluded) or cfg.max_steps, whichever
+    comes first; with budget_s None, exactly cfg.max_steps steps, schedule and evaluations on steps.
 
     Returns the summary fields and the step times (ms) after warm-up.
     """
@@ -284,7 +302,10 @@ def train(cfg: RunConfig, step: Step, data: Batches, gen: torch.Generator, devic
             step.loss(step.model(inputs), targets).backward()
         step.opt.zero_grad(set_to_none=True)
         step.evaluate(eval_batches[:1], local=True)
-    eval_points = [cfg.budget_s * (i + 1) / cfg.evals for i in range(cfg.evals)]
+    budget = float("inf") if cfg.by_steps else cfg.budget_s
+    # evaluation points: training seconds, or (by steps) step counts, the same for every model
+    eval_points = ([round(cfg.max_steps * (i + 1) / cfg.evals) for i in range(cfg.evals)] if cfg.by_steps
+                   else [budget * (i + 1) / cfg.evals for i in range(cfg.evals)])
     ms: list[float] = []
     out: dict[str, Any] = {"status": "ok"}
     train_time, n, loss_value, initial = 0.0, 0, float("nan"), None
@@ -298,11 +319,11 @@ def train(cfg: RunConfig, step: Step, data: Batches, gen: torch.Generator, devic
                       "eval_bpb": bits_per_byte(eval_loss, data.bytes_per_token)})
         return eval_loss
 
-    while n < cfg.max_steps and train_time < cfg.budget_s:
+    while n < cfg.max_steps and train_time < budget:
         inputs, targets = (t.to(device, non_blocking=True) for t in data.sample(gen))
         synchronize(device)
         t0 = time.perf_counter()
-        loss = step(inputs, targets, lr_factor(cfg, n, max(n / cfg.max_steps, train_time / cfg.budget_s)))
+        loss = step(inputs, targets, lr_factor(cfg, n, max(n / cfg.max_steps, train_time / budget)))
         loss_value = float(loss)  # synchronises
         dt = time.perf_counter() - t0
         if step.world > 1:  # data-parallel: the same numbers, so the same decisions, on every rank
@@ -320,8 +341,9 @@ def train(cfg: RunConfig, step: Step, data: Batches, gen: torch.Generator, devic
         if n > cfg.warmup_steps and loss_value > max(2 * ln_vocab, initial + 2.0):
             out.update(status="diverged", message=f"training loss {loss_value:.2f} at step {n} (started at {initial:.2f})")
             break
-        if eval_points and train_time >= eval_points[0]:
-            while eval_points and train_time >= eval_points[0]:
+        clock = n if cfg.by_steps else train_time
+        if eval_points and clock >= eval_points[0]:
+            while eval_points and clock >= eval_points[0]:
                 eval_points.pop(0)
             record(loss_value)
     if out["status"] == "ok" and (not curve or curve[-1]["step"] != n):

@@ -252,3 +252,31 @@ def test_equal_steps_compares_at_the_shorter_run_and_aggregates_seeds():
     assert r["delta_min"] == pytest.approx(-1.4) and r["delta_max"] == pytest.approx(-1.2)  # better per step
     assert r["delta_mean"] == pytest.approx(-1.3)
     assert quality_at_equal_steps(make_runs(runs), make_curves(curves).iloc[:0]).empty
+
+
+# ------------------------------------------------------------------------------- learning-rate sweeps
+def test_lr_sweep_marks_the_best_rate_and_other_tables_take_it():
+    from suite.analysis import lr_sweep_table, train_runs
+    rows = []
+    for lr, final in ((1e-3, 1.2), (2e-3, 1.0), (4e-3, 1.1)):
+        r = train_run("flash", final=final)
+        rows.append(r | {"run_id": f"flash-{lr}", "lr": lr})
+    rows.append(train_run("transformer_plus_plus", final=1.3) | {"lr": 1e-3})  # not swept: one rate
+    runs = make_runs(rows)
+    tab = lr_sweep_table(runs)
+    assert list(tab["lr"]) == [1e-3, 2e-3, 4e-3] and list(tab["best"]) == [False, True, False]
+    assert set(tab["variant"]) == {"flash"}  # a variant with one rate is no sweep
+    kept = train_runs(runs)
+    assert sorted(kept["run_id"]) == ["flash-0.002", "transformer_plus_plus-clm-512-0"]
+    q = quality_table(runs)
+    assert q.set_index("variant").loc["flash", "final_bpb_mean"] == pytest.approx(1.0 / math.log(2))
+
+
+def test_lr_sweep_picks_by_the_mean_over_seeds():
+    from suite.analysis import lr_sweep_table
+    finals = {(1e-3, 0): 1.0, (1e-3, 1): 1.4, (2e-3, 0): 1.1, (2e-3, 1): 1.2}  # means 1.2 and 1.15
+    runs = make_runs([train_run("flash", seed=s, final=f) | {"run_id": f"{lr}-{s}", "lr": lr}
+                      for (lr, s), f in finals.items()])
+    tab = lr_sweep_table(runs)
+    assert tab.loc[tab["best"].astype(bool), "lr"].tolist() == [2e-3]
+    assert tab["n_seeds"].tolist() == [2, 2]

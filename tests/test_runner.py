@@ -634,3 +634,78 @@ def test_listing_into_a_closed_pipe_ends_quietly(monkeypatch):
     with open(write_end, "w", buffering=1) as closed_pipe:
         monkeypatch.setattr(sys, "stdout", closed_pipe)
         assert cli.main(["--list"]) == 141
+
+
+# --------------------------------------------------------------------------- the fixed-steps protocol
+def test_fixed_steps_run_schedules_and_evaluates_on_steps(monkeypatch, corpus):
+    """budget_s None: exactly max_steps steps, evaluations at the same steps for every model, and the
+    learning rate a function of the step alone."""
+    scales = []
+    original = train_mod.Step.__call__
+
+    def spy(self, inputs, targets, lr_scale=1.0):
+        scales.append(lr_scale)
+        return original(self, inputs, targets, lr_scale)
+
+    monkeypatch.setattr(train_mod.Step, "__call__", spy)
+    for model in ("transformer_plus_plus", "flash"):
+        scales.clear()
+        cfg = train_config(corpus, model=model, budget_s=None, max_steps=9, evals=3, warmup_steps=2)
+        summary, curve = train_mod.run(cfg, corpus_batches(cfg))
+        assert summary["status"] == "ok" and summary["steps"] == 9 and summary["schedule"] == "steps"
+        assert [row["step"] for row in curve] == [3, 6, 9]
+        assert scales == [train_mod.lr_factor(cfg, n, n / 9) for n in range(9)]
+        assert summary["lr"] == cfg.lr
+
+
+def test_weight_decay_spares_gains_offsets_biases_norms_and_position_biases():
+    import implementations as impl
+    model = impl.build_model("flash", vocab_size=20, d_model=16, n_layers=1, max_len=32, chunk=8, s=8)
+    opt = train_mod.make_optimizer(model, RunConfig(model="flash", context=32), torch.device("cpu"))
+    decayed = {id(p) for g in opt.param_groups if g["weight_decay"] > 0 for p in g["params"]}
+    names = {name for name, p in model.named_parameters() if id(p) in decayed}
+    assert names == {"embed.weight", "layers.0.fn.to_hidden.weight", "layers.0.fn.to_out.weight",
+                     "layers.1.fn.to_hidden.weight", "layers.1.fn.to_out.weight"}
+    assert sum(len(g["params"]) for g in opt.param_groups) == len(list(model.parameters()))
+
+
+@pytest.mark.parametrize("bad", [dict(budget_s=0.0), dict(budget_s=-1.0), dict(budget_s=float("nan")),
+                                 dict(max_steps=0), dict(lr=0.0), dict(lr=float("inf"))])
+def test_impossible_budgets_steps_and_rates_are_refused(bad):
+    with pytest.raises(ValueError, match="budget|steps|learning rate"):
+        RunConfig(model="flash", context=32, **bad)
+
+
+def test_presets_give_each_model_its_learning_rate_unless_told_otherwise():
+    from suite.presets import Preset
+    from suite.sweep import expand
+    preset = Preset(description="t", models=["flash", "transformer_plus_plus"], groups=[("clm", [32])],
+                    base=dict(lr=1e-3, budget_s=None, max_steps=5), lr={"flash": 2e-3},
+                    variants=[(["flash"], {"lr": 4e-3})])
+    lrs = sorted((r.model, r.lr) for r in expand(preset))
+    assert lrs == [("flash", 2e-3), ("flash", 4e-3), ("transformer_plus_plus", 1e-3)]
+    assert {r.lr for r in expand(preset, lr=5e-4, variants=False)} == {5e-4}
+
+
+def test_cli_steps_and_budget(capsys):
+    assert cli.main(["--preset", "smoke", "--models", "flash", "--steps", "5", "--budget", "3", "--dry-run"]) == 2
+    assert "exclude each other" in capsys.readouterr().err
+    runs = cli.expand(cli.get_preset("gpu-quality"), models=["flash"], contexts=[512], seeds=[0], variants=False,
+                      budget_s=5.0, max_steps=RunConfig.max_steps)
+    assert runs[0].budget_s == 5.0 and not runs[0].by_steps
+    assert cli.main(["--preset", "smoke", "--models", "flash", "--contexts", "64", "--steps", "5", "--lr", "2e-3",
+                     "--dry-run"]) == 0
+
+
+def test_lr_from_takes_each_models_best_swept_rate(tmp_path, capsys):
+    rows = [{"run_id": f"r{i}", "status": "ok", "kind": "train", "model": m, "variant": m + "+compile",
+             "objective": "clm", "context": 2048, "seed": 0, "size": "quality", "lr": lr, "final_bpb": bpb,
+             "final_eval_loss": bpb} for i, (m, lr, bpb) in enumerate(
+                 [("flash", 1e-3, 1.6), ("flash", 2e-3, 1.5), ("transformer_plus_plus", 1e-3, 1.4),
+                  ("transformer_plus_plus", 2e-3, 1.45)])]
+    pd.DataFrame(rows).to_csv(tmp_path / "runs.csv", index=False)
+    assert cli.swept_learning_rates(tmp_path) == {"flash": 2e-3, "transformer_plus_plus": 1e-3}
+    assert cli.main(["--preset", "gpu-quality", "--lr-from", str(tmp_path), "--models", "flash",
+                     "--contexts", "512", "--seeds", "0", "--no-variants", "--dry-run"]) == 0
+    assert cli.main(["--preset", "gpu-quality", "--lr-from", str(tmp_path / "nowhere"), "--dry-run"]) == 2
+    assert "no runs.csv" in capsys.readouterr().err
