@@ -198,3 +198,18 @@ def test_paper_and_legacy_initialisations():
     assert legacy.to_out.bias.any()  # nn.Linear's default: uniform biases
     with pytest.raises(ValueError, match="init"):
         GAU(8, expansion=2, s=4, causal=True, max_len=8, attention="quad", init="xavier")
+
+
+def test_the_papers_rope_bias_can_start_dead_which_is_why_it_is_not_the_default():
+    """Two N(0, 0.02^2) vectors give <RoPE_i(a), RoPE_j(b)> of ~0.005, often of one sign over all short
+    offsets: then every causal relu^2 score of the layer is 0 at the start, and so are its gradients. The
+    free Toeplitz vector (the default) has both signs in every layer."""
+    dead = {}
+    for form in ("rope", "toeplitz"):
+        torch.manual_seed(0)
+        model = impl.build_model("flash_quad", vocab_size=61, d_model=64, n_layers=10, max_len=48, rel_pos_form=form)
+        biases = [layer.fn.rel_pos_bias(48).tril() for layer in model.layers]
+        dead[form] = sum(bool((b <= 0).all()) for b in biases)
+        assert max(b.abs().max().item() for b in biases) < (0.03 if form == "rope" else 0.1)
+    assert dead["rope"] >= 1 and dead["toeplitz"] == 0, dead
+    assert impl.get_spec("flash_quad").options["rel_pos_form"] == "toeplitz"
