@@ -1,12 +1,16 @@
 """The model registry: one entry per model, discovered from `implementations/models/`.
 
 A new baseline joins by adding one module under `implementations/models/` that calls
-`register_model(ModelSpec(...))` at import time; nothing else needs editing.
+`register_model(ModelSpec(...))` at import time; nothing else needs editing. The spec is the one place a
+model is described: how to build it and count its FLOPs, its options and fidelity notes, and how it
+appears in tables and figures (label, colour, marker, order, tags). External reference implementations
+("peers", tag "peer") are registered the same way (`implementations/models/peers.py`).
 """
 from __future__ import annotations
 
 import importlib
 import pkgutil
+import zlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -41,16 +45,39 @@ class ModelSpec:
     options: dict[str, Any] = field(default_factory=dict)
     causal: bool = True
     bidirectional: bool = True
-    incremental_decoding: bool = False
     quadratic: bool = True  # attention cost grows with T^2
     length_multiple: Callable[[ModelConfig], int] | None = None  # None: any T works
     fidelity: tuple[FidelityNote, ...] = ()
     family: str = "transformer"  # "transformer" or "gau": how n_layers maps to layers
-    order: int = 100  # position in list_models() (the paper's order for the seven)
+    order: int = 100  # position in list_models(), tables and figures (the paper's order for the seven)
+    # how it appears in tables and figures: its name when no label is given; a stable colour and marker
+    # picked from FALLBACK_* by its name when none is given
+    label: str = ""
+    color: str = ""
+    marker: str = ""
+    # "paper": one of the paper's seven models; "peer": an external implementation measured beside ours
+    tags: tuple[str, ...] = ()
+    equivalent: str = ""  # a peer: our model of the same architecture (its FLOP count is that model's)
     # overrides that make the model's structure visible at the tiny lengths of the conformance tests
     # (e.g. a chunk size below the test length), applied by tests/test_models.py only
     small_overrides: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def display_label(self) -> str:
+        return self.label or self.name
+
+    @property
+    def display_color(self) -> str:
+        return self.color or FALLBACK_COLORS[zlib.crc32(self.name.encode()) % len(FALLBACK_COLORS)]
+
+    @property
+    def display_marker(self) -> str:
+        return self.marker or FALLBACK_MARKERS[zlib.crc32(self.name.encode()) % len(FALLBACK_MARKERS)]
+
+
+FALLBACK_COLORS = ("#e377c2", "#8c564b", "#bcbd22", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173")
+FALLBACK_MARKERS = ("X", "<", ">", "8", "H", "1")
+PEER_PREFIX = "peer:"
 
 _REGISTRY: dict[str, ModelSpec] = {}
 _DISCOVERED = False
@@ -59,8 +86,15 @@ _DISCOVERED = False
 def register_model(spec: ModelSpec) -> ModelSpec:
     if spec.name in _REGISTRY and _REGISTRY[spec.name] is not spec:
         raise ValueError(f"model {spec.name!r} is registered twice")
+    if ("peer" in spec.tags) != spec.name.startswith(PEER_PREFIX):
+        raise ValueError(f"model {spec.name!r}: peers, and only they, are named {PEER_PREFIX}<name> and tagged 'peer'")
     _REGISTRY[spec.name] = spec
     return spec
+
+
+def unregister_model(name: str) -> None:
+    """Remove a model registered at run time (tests of a throwaway baseline)."""
+    _REGISTRY.pop(name, None)
 
 
 def _discover() -> None:
@@ -75,17 +109,33 @@ def _discover() -> None:
     _DISCOVERED = True
 
 
-def list_models() -> list[str]:
-    """Names of every registered model, in registration order."""
+def list_models(tag: str | None = None, *, peers: bool = False) -> list[str]:
+    """Names of the registered models in their order (then by name): ours, or with `peers` the external
+    implementations too; with `tag`, only those carrying it (e.g. "paper": the paper's seven)."""
     _discover()
-    return sorted(_REGISTRY, key=lambda n: (_REGISTRY[n].order, n))
+    names = [n for n, s in _REGISTRY.items() if (peers or "peer" not in s.tags) and (tag is None or tag in s.tags)]
+    return sorted(names, key=lambda n: (_REGISTRY[n].order, n))
 
 
 def get_spec(name: str) -> ModelSpec:
     _discover()
     if name not in _REGISTRY:
-        raise ValueError(f"unknown model {name!r}; valid models: {', '.join(list_models())}")
+        raise ValueError(f"unknown model {name!r}; valid models: {', '.join(list_models())}"
+                         + (f"; valid peers: {', '.join(list_models('peer', peers=True))}"
+                            if name.startswith(PEER_PREFIX) else ""))
     return _REGISTRY[name]
+
+
+def describe(name: str) -> ModelSpec | None:
+    """The spec of a registered model or peer, None for a name the registry does not know (e.g. a
+    model of an old results file): tables and figures then show the name with fallback styling."""
+    _discover()
+    return _REGISTRY.get(str(name))
+
+
+def is_peer(name: str) -> bool:
+    """An external implementation (registration keeps the peer: prefix and the 'peer' tag together)."""
+    return str(name).startswith(PEER_PREFIX)
 
 
 def make_config(name: str, *, vocab_size: int, d_model: int, n_layers: int, max_len: int,

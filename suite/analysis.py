@@ -28,40 +28,27 @@ import math
 import numpy as np
 import pandas as pd
 
+import implementations as impl
+
 BASELINES = ("transformer_plus_plus", "transformer")
 
-# The order models appear in, in every table and figure; unknown models follow, alphabetically.
-MODEL_ORDER = ("transformer", "transformer_plus", "transformer_plus_plus", "performer", "combiner",
-               "flash_quad", "flash")
-
-MODEL_LABELS = {
-    "transformer": "Transformer",
-    "transformer_plus": "Transformer+",
-    "transformer_plus_plus": "Transformer++",
-    "performer": "Performer",
-    "combiner": "Combiner",
-    "flash_quad": "FLASH-Quad",
-    "flash": "FLASH",
-    "peer:hf_llama": "HF Llama (peer)",
-    "peer:hf_llama_eager": "HF Llama eager (peer)",
-    "peer:flash_pytorch": "flash-pytorch (peer)",
-}
-
-OBJECTIVE_LABELS = {"clm": "Causal LM", "lm": "Causal LM", "mlm": "Masked LM"}
+OBJECTIVE_LABELS = {"clm": "Causal LM", "mlm": "Masked LM"}
 
 _GROUP = ["objective", "context", "size"]
 
 
 # ----------------------------------------------------------------------------------------- helpers
 def model_label(name: str) -> str:
-    return MODEL_LABELS.get(name, str(name))
+    """The registry's label of a model or peer; the name itself for one the registry does not know."""
+    spec = impl.describe(name)
+    return spec.display_label if spec is not None else str(name)
 
 
 def split_variant(variant: str) -> tuple[str, str]:
     """("flash", "+compile") from "flash+compile"; ("transformer_plus_plus", "[materialized]") ...;
-    the longest known model name that prefixes the variant, else the part before '[' or '+'."""
+    the longest registered model or peer name that prefixes the variant, else the part before '[' or '+'."""
     v = str(variant)
-    known = sorted((m for m in MODEL_LABELS if v == m or v.startswith(m + "[") or v.startswith(m + "+")),
+    known = sorted((m for m in impl.list_models(peers=True) if v == m or v.startswith(m + "[") or v.startswith(m + "+")),
                    key=len, reverse=True)
     if known:
         return known[0], v[len(known[0]):]
@@ -89,14 +76,15 @@ def context_label(n) -> str:
 
 
 def model_sort_key(name: str) -> tuple[int, str, str]:
-    """Paper order of the base model, then peers and unknown models, then the variant's decoration."""
+    """The registry's order of the base model (ties by name), models it does not know last, then the
+    variant's decoration."""
     base, extra = split_variant(name)
-    rank = MODEL_ORDER.index(base) if base in MODEL_ORDER else len(MODEL_ORDER) + (0 if base.startswith("peer:") else 1)
-    return rank, (base if rank >= len(MODEL_ORDER) else ""), extra
+    spec = impl.describe(base)
+    return (spec.order if spec is not None else 10**6), base, extra
 
 
 def _sort(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """Sort by keys (stable), with models and baselines in MODEL_ORDER rather than alphabetically."""
+    """Sort by keys (stable), with models and baselines in the registry's order rather than alphabetically."""
     if df.empty:
         return df.reset_index(drop=True)
     tmp, by = df.copy(), []
@@ -551,7 +539,7 @@ def markdown_table(df: pd.DataFrame, floatfmt: str = ".3g", index: bool = False)
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["BASELINES", "MODEL_ORDER", "MODEL_LABELS", "OBJECTIVE_LABELS", "SPEEDUP_COLUMNS",
+__all__ = ["BASELINES", "OBJECTIVE_LABELS", "SPEEDUP_COLUMNS",
            "SPEEDUP_SEED_COLUMNS", "LATENCY_COLUMNS", "QUALITY_COLUMNS", "model_label", "variant_label",
            "split_variant", "objective_label", "context_label", "model_sort_key", "train_runs",
            "resolve_variant", "time_to_quality", "speedup_per_seed",

@@ -15,11 +15,11 @@ Figures (file stems):
   top edge.
 - ``memory_vs_context``: peak accelerator memory vs context length; OOM marked the same way.
 
-Lines are per variant (schema: model plus configuration, e.g. ``flash+compile``). Colours and
-markers are fixed per model (MODEL_COLORS / MODEL_MARKERS) so a model looks the same in every
-figure, and its variants share them with another line style (+compile dashed, another attention
-kernel dotted; solid again in a figure whose lines are all one kind, e.g. all compiled); unknown
-models get a stable fallback colour. A panel with no runs says "not measured". Context lengths sit on a log2 axis
+Lines are per variant (schema: model plus configuration, e.g. ``flash+compile``). Colours, markers
+and labels are the model's, from its registry entry (`implementations.registry.ModelSpec`), so a model
+looks the same in every figure, and its variants share them with another line style (+compile dashed,
+another attention kernel dotted; solid again in a figure whose lines are all one kind, e.g. all
+compiled); a model without a colour, or unknown to the registry, gets a stable fallback one. A panel with no runs says "not measured". Context lengths sit on a log2 axis
 labelled 512, 1K, 2K, ... The hardware (``device_name`` of the runs) is named in every title.
 Drawing uses matplotlib's Agg canvas on a bare `Figure`, never pyplot, so nothing is displayed
 and no global figure state is kept.
@@ -27,7 +27,6 @@ and no global figure state is kept.
 from __future__ import annotations
 
 import math
-import zlib
 from pathlib import Path
 
 import matplotlib
@@ -39,28 +38,13 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator
 from matplotlib.transforms import blended_transform_factory
 
+import implementations as impl
+
 from .analysis import (BASELINES, _prepare_runs, context_label, latency_table, model_sort_key, objective_label,
                        resolve_variant, speedup_table, split_variant, train_runs, variant_label)
 
-MODEL_COLORS = {
-    "transformer": "#7f7f7f",            # grey
-    "transformer_plus": "#17becf",       # cyan
-    "transformer_plus_plus": "#1f77b4",  # blue
-    "performer": "#9467bd",              # purple
-    "combiner": "#2ca02c",               # green
-    "flash_quad": "#ff7f0e",             # orange
-    "flash": "#d62728",                  # red
-    "peer:hf_llama": "#0b3d66",          # dark blue: a public Transformer++
-    "peer:hf_llama_eager": "#5b7fa3",
-    "peer:flash_pytorch": "#7a1010",     # dark red: the public FLASH
-}
-MODEL_MARKERS = {"transformer": "o", "transformer_plus": "s", "transformer_plus_plus": "D", "performer": "^",
-                 "combiner": "h", "flash_quad": "P", "flash": "*", "peer:hf_llama": "d",
-                 "peer:hf_llama_eager": "d", "peer:flash_pytorch": "p"}
-_FALLBACK_COLORS = ("#e377c2", "#8c564b", "#bcbd22", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173")
-_FALLBACK_MARKERS = ("X", "<", ">", "8", "H", "1")
 
-OBJECTIVE_ORDER = ("clm", "lm", "mlm")
+OBJECTIVE_ORDER = ("clm", "mlm")
 
 _RC = {"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 9,
        "xtick.labelsize": 8, "ytick.labelsize": 8, "axes.grid": True, "grid.alpha": 0.3,
@@ -68,19 +52,20 @@ _RC = {"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsi
        "svg.hashsalt": "flash-repro"}
 
 
-def model_color(name: str) -> str:
-    """The fixed colour of a model (of a variant: its base model's); a stable fallback otherwise."""
+def _spec(name: str) -> impl.ModelSpec:
+    """The registry's spec of a variant's base model; for a name it does not know, a bare spec of that
+    name (fallback colour and marker, stable per name)."""
     base = split_variant(name)[0]
-    if base in MODEL_COLORS:
-        return MODEL_COLORS[base]
-    return _FALLBACK_COLORS[zlib.crc32(base.encode()) % len(_FALLBACK_COLORS)]
+    return impl.describe(base) or impl.ModelSpec(name=base, description="", build=None, flops=None)
+
+
+def model_color(name: str) -> str:
+    """The registry's colour of a model (of a variant: its base model's)."""
+    return _spec(name).display_color
 
 
 def model_marker(name: str) -> str:
-    base = split_variant(name)[0]
-    if base in MODEL_MARKERS:
-        return MODEL_MARKERS[base]
-    return _FALLBACK_MARKERS[zlib.crc32(base.encode()) % len(_FALLBACK_MARKERS)]
+    return _spec(name).display_marker
 
 
 def model_linestyle(name: str) -> str:
@@ -440,10 +425,6 @@ def plot_memory(runs: pd.DataFrame, out_dir: Path, table: pd.DataFrame | None = 
                             table=table)
 
 
-FIGURES = {"speedup_vs_context": "plot_speedup", "quality_vs_time": "plot_quality_vs_time",
-           "latency_vs_context": "plot_latency", "memory_vs_context": "plot_memory"}
-
-
 def step_speedup_table(lat: pd.DataFrame, baseline: str = "transformer_plus_plus") -> pd.DataFrame:
     """Per model: its fastest variant's step time divided into the fastest baseline variant's, per
     (objective, context). Rows keep the latency table's columns, with `variant` = the model and the
@@ -477,18 +458,5 @@ def plot_step_speedup(runs: pd.DataFrame, out_dir: Path, table: pd.DataFrame | N
                             table=tab)
 
 
-def plot_all(runs: pd.DataFrame, curves: pd.DataFrame | None, out_dir: Path) -> list[Path]:
-    """Every figure that the data allows; returns the paths written."""
-    lat = latency_table(runs) if runs is not None and len(runs) else None
-    out = []
-    out += plot_speedup(runs, curves, out_dir)
-    out += plot_quality_vs_time(runs, curves, out_dir)
-    out += plot_latency(runs, out_dir, table=lat)
-    out += plot_memory(runs, out_dir, table=lat)
-    out += plot_step_speedup(runs, out_dir, table=lat)
-    return out
-
-
-__all__ = ["MODEL_COLORS", "MODEL_MARKERS", "FIGURES", "model_color", "model_marker", "model_linestyle",
-           "hardware_label",
-           "plot_speedup", "plot_quality_vs_time", "plot_latency", "plot_memory", "plot_all"]
+__all__ = ["model_color", "model_marker", "model_linestyle", "hardware_label", "plot_speedup",
+           "plot_quality_vs_time", "plot_latency", "plot_memory", "plot_step_speedup"]

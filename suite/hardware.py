@@ -5,7 +5,7 @@ import math
 
 # substring of the device name (lower case) -> (dense bf16 TFLOP/s used as the MFU denominator, source)
 PEAK_BF16_TFLOPS: dict[str, tuple[float, str]] = {
-    "h200": (747.0, "bf16 matmul measured on one H200, 2026-11-28 (shared/DESIGN.md section 3)"),
+    "h200": (747.0, "bf16 matmul ceiling measured on one H200, 2026-11-28 (results/NOTES.md, the two numbers)"),
     "h100": (989.0, "NVIDIA datasheet, dense bf16 (SXM)"),
     "a100": (312.0, "NVIDIA datasheet, dense bf16"),
 }

@@ -25,7 +25,8 @@ IGNORE_INDEX = -100
 # ASCII "record separator" between documents: absent from natural text, so document boundaries are
 # visible to the model; one byte, and one token for both the byte and the byte-level BPE tokenizer.
 DOC_SEPARATOR = "\x1e"
-OBJECTIVES = ("clm", "mlm")
+OBJECTIVES = ("clm", "mlm")  # causal language modelling, masked language modelling
+MASK_PROB = 0.15  # masked LM: the share of positions to predict (BERT's rate)
 
 
 @dataclass
@@ -123,7 +124,7 @@ def causal_lm_batch(window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def masked_lm_batch(window: torch.Tensor, mask_id: int, vocab_size: int,
-                    generator: torch.Generator | None = None, mask_prob: float = 0.15, *,
+                    generator: torch.Generator | None = None, mask_prob: float = MASK_PROB, *,
                     mask_token_frac: float = 0.8, random_token_frac: float = 0.1,
                     drop_last: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """BERT-style masking (Devlin et al. 2019). Each position is chosen independently with
@@ -157,14 +158,13 @@ def masked_lm_batch(window: torch.Tensor, mask_id: int, vocab_size: int,
 
 
 def make_objective(name: str, *, mask_id: int | None = None, vocab_size: int | None = None,
-                   mask_prob: float = 0.15) -> Callable[[torch.Tensor, torch.Generator | None],
+                   mask_prob: float = MASK_PROB) -> Callable[[torch.Tensor, torch.Generator | None],
                                                         tuple[torch.Tensor, torch.Tensor]]:
     """``"clm"`` (causal LM) or ``"mlm"`` (masked LM, needs mask_id and vocab_size) as one callable
     ``(window, generator) -> (inputs, targets)``. A model for "mlm" should be built non-causal."""
-    key = str(name).lower()
-    if key in ("clm", "causal", "causal_lm", "lm"):
+    if name == "clm":
         return lambda window, generator=None: causal_lm_batch(window)
-    if key in ("mlm", "masked", "masked_lm"):
+    if name == "mlm":
         if mask_id is None or vocab_size is None:
             raise ValueError("the mlm objective needs mask_id and vocab_size (from the tokenizer)")
         return lambda window, generator=None: masked_lm_batch(window, mask_id, vocab_size, generator,
@@ -181,6 +181,6 @@ def loss_fn(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
                            ignore_index=IGNORE_INDEX)
 
 
-__all__ = ["TokenData", "DOC_SEPARATOR", "IGNORE_INDEX", "OBJECTIVES", "sample_batch",
+__all__ = ["TokenData", "DOC_SEPARATOR", "IGNORE_INDEX", "OBJECTIVES", "MASK_PROB", "sample_batch",
            "eval_batches", "num_eval_windows", "causal_lm_batch", "masked_lm_batch",
            "make_objective", "loss_fn"]

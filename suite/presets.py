@@ -7,7 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-SEVEN = ["transformer", "transformer_plus", "transformer_plus_plus", "performer", "combiner", "flash_quad", "flash"]
+import implementations as impl
+
+SEVEN = impl.list_models("paper")  # the paper's seven models, in the paper's order (the registry's tag)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@ from typing import Any
 
 from implementations import SIZE_PRESETS
 
-OBJECTIVES = ("clm", "mlm")  # causal language modelling, masked language modelling
+from .objectives import OBJECTIVES
+
 KINDS = ("train", "speed")   # train: learning curve on real data; speed: step timing on random tokens
 PRECISIONS = ("fp32", "bf16")
 # torch.compile modes besides its default (`compile=True`); "max-autotune*" let Inductor pick Triton GEMM

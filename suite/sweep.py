@@ -18,7 +18,6 @@ from tqdm import tqdm
 import implementations as impl
 
 from . import distributed as D
-from . import peers
 from .presets import PRESETS, Preset
 from .runs import RunConfig
 from .store import ResultsStore
@@ -40,7 +39,7 @@ def expand(preset: Preset, *, models: list[str] | None = None, contexts: list[in
     """All runs of a preset, narrowed by the flags; `overrides` replace RunConfig fields."""
     valid = impl.list_models()
     for m in models or []:
-        if m not in valid and not peers.is_peer(m):
+        if m not in valid and not impl.is_peer(m):
             raise UsageError(f"unknown model {m!r}; valid models: {', '.join(valid)}")
     fields = {f.name for f in dataclasses.fields(RunConfig)}
     bad = sorted(set(overrides) - fields)
@@ -54,15 +53,15 @@ def expand(preset: Preset, *, models: list[str] | None = None, contexts: list[in
             if obj not in have:  # an objective the preset lacks: use the preset's first context list
                 groups.append((obj, preset.groups[0][1]))
     runs = []
-    ours = [m for m in chosen if not peers.is_peer(m)]
+    ours = [m for m in chosen if not impl.is_peer(m)]
     configs = [({}, ours)] + ([(v, [m for m in ms if m in chosen]) for ms, v in preset.variants] if variants else [])
-    if with_peers or any(peers.is_peer(m) for m in chosen):
+    if with_peers or any(impl.is_peer(m) for m in chosen):
         configs += [(v, [m for m in ms if with_peers or m in chosen]) for ms, v in preset.peers]
-        configs += [({}, [m for m in chosen if peers.is_peer(m) and not any(m in ms for ms, _ in preset.peers)])]
+        configs += [({}, [m for m in chosen if impl.is_peer(m) and not any(m in ms for ms, _ in preset.peers)])]
     for extra, ms in configs:
         for objective, ctxs in groups:
             if objective != "clm":
-                ms = [m for m in ms if not peers.is_peer(m)]
+                ms = [m for m in ms if not impl.is_peer(m)]
             for context in contexts or ctxs:
                 for model in ms:
                     for seed in seeds or preset.seeds:
@@ -85,8 +84,6 @@ def check(runs: Iterable[RunConfig]) -> None:
 
     for r in runs:
         try:
-            if peers.is_peer(r.model):
-                peers.check_peer(r.model, r.objective == "clm")
             model_config(r, r.vocab_size)
         except ValueError as exc:
             raise UsageError(f"{r.label()}: {exc}") from None

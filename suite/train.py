@@ -24,10 +24,10 @@ import implementations as impl
 from implementations.flops import train_flops_per_token
 
 from . import distributed as D
-from . import peers, provenance
+from . import provenance
 from .hardware import peak_tflops
 from .objectives import IGNORE_INDEX as IGNORE
-from .objectives import loss_fn
+from .objectives import MASK_PROB, loss_fn
 from .runs import RunConfig
 from .tokenizer import bits_per_byte
 from .timing import is_oom, kernels_that_ran, sdpa_context, summarise, synchronize, time_steps
@@ -47,37 +47,32 @@ class Batches:
 
 
 def random_batches(cfg: RunConfig) -> Batches:
-    """Random tokens: speed runs (time does not depend on the data); MLM masks 15% of positions."""
+    """Random tokens: speed runs (time does not depend on the data); MLM predicts MASK_PROB of positions."""
     V, B, T = cfg.vocab_size, cfg.batch_size, cfg.context
 
     def sample(gen: torch.Generator):
         x = torch.randint(0, V, (B, T + 1), generator=gen)
         if cfg.objective == "clm":
             return x[:, :-1], x[:, 1:]
-        targets = torch.where(torch.rand(B, T, generator=gen) < 0.15, x[:, :-1], IGNORE)
+        targets = torch.where(torch.rand(B, T, generator=gen) < MASK_PROB, x[:, :-1], IGNORE)
         return x[:, :-1], targets
 
     return Batches(sample=sample, vocab_size=V)
 
 
-def model_config(cfg: RunConfig, vocab_size: int) -> tuple[str, impl.ModelConfig]:
-    """(registered model name, its config) of a run; for a peer, our model of the same architecture."""
-    name = peers.equivalent(cfg.model) if peers.is_peer(cfg.model) else cfg.model
-    overrides = {} if peers.is_peer(cfg.model) else cfg.model_overrides()
-    mc = impl.make_config(name, vocab_size=vocab_size, d_model=cfg.d_model, n_layers=cfg.n_layers,
-                          max_len=cfg.context, causal=cfg.objective == "clm", **overrides)
-    impl.check_length(name, mc, cfg.context)
-    return name, mc
+def model_config(cfg: RunConfig, vocab_size: int) -> impl.ModelConfig:
+    """The model config of a run (checked: model, options, mode, length)."""
+    mc = impl.make_config(cfg.model, vocab_size=vocab_size, d_model=cfg.d_model, n_layers=cfg.n_layers,
+                          max_len=cfg.context, causal=cfg.objective == "clm", **cfg.model_overrides())
+    impl.check_length(cfg.model, mc, cfg.context)
+    return mc
 
 
 def build(cfg: RunConfig, vocab_size: int, device: torch.device) -> torch.nn.Module:
     torch.manual_seed(cfg.seed)
-    kw = dict(vocab_size=vocab_size, d_model=cfg.d_model, n_layers=cfg.n_layers, max_len=cfg.context,
-              causal=cfg.objective == "clm")
-    if peers.is_peer(cfg.model):
-        return peers.build_peer(cfg.model, **kw).to(device)
     model_config(cfg, vocab_size)
-    return impl.build_model(cfg.model, **kw, **cfg.model_overrides()).to(device)
+    return impl.build_model(cfg.model, vocab_size=vocab_size, d_model=cfg.d_model, n_layers=cfg.n_layers,
+                            max_len=cfg.context, causal=cfg.objective == "clm", **cfg.model_overrides()).to(device)
 
 
 ADAM_BETAS = (0.9, 0.98)
@@ -119,7 +114,7 @@ def compile_model(model: torch.nn.Module, mode: str | None = None) -> torch.nn.M
     dynamic-shape recompile (results/NOTES.md). `mode`: torch.compile's mode (None: its default).
     """
     # A fresh compiler state for every run: the layers of all our models share one code object
-    # (Block.forward), so in a sweep the compiled graphs of earlier runs piled up on it until Dynamo's
+    # (Residual.forward), so in a sweep the compiled graphs of earlier runs piled up on it until Dynamo's
     # recompile limit (8) made later runs fall back to eager without failing (on the H200, the 4th
     # model of a quality sweep onwards trained uncompiled). Compiled kernels stay in Inductor's disk cache.
     torch._dynamo.reset()
@@ -205,16 +200,16 @@ class Step:
 def base_summary(cfg: RunConfig, device: torch.device, data: Batches) -> dict[str, Any]:
     name = provenance.device_name(str(device))
     peak, _ = peak_tflops(name)
-    flops_name, cfg_model = model_config(cfg, data.vocab_size)
+    cfg_model = model_config(cfg, data.vocab_size)
     return {
         "run_id": cfg.run_id, "status": "ok", "message": "", "kind": cfg.kind, "model": cfg.model, "variant": cfg.variant,
         "objective": cfg.objective, "context": cfg.context, "seed": cfg.seed, "size": cfg.size,
         "d_model": cfg.d_model, "n_layers": cfg.n_layers, "vocab_size": data.vocab_size,
         "batch_size": cfg.batch_size, "tokens_per_step": cfg.batch_size * cfg.context,
         "lr": cfg.lr, "schedule": "steps" if cfg.by_steps else "time",
-        "train_flops_per_token": train_flops_per_token(flops_name, cfg_model, cfg.context), "peak_tflops": peak,
+        "train_flops_per_token": train_flops_per_token(cfg.model, cfg_model, cfg.context), "peak_tflops": peak,
         "device": str(device), "device_name": name, "precision": cfg.precision, "compile": cfg.compile,
-        "attention_kernel": ("peer" if peers.is_peer(cfg.model) else cfg_model.options.get("attention_kernel", "n/a")),
+        "attention_kernel": ("peer" if impl.is_peer(cfg.model) else cfg_model.options.get("attention_kernel", "n/a")),
         "sdpa_backend": cfg.sdpa_backend or "default", "world_size": 1,
         "corpus": data.corpus, "tokenizer": data.tokenizer, "data_hash": data.data_hash,
         **provenance.software(), "config_json": json.dumps(cfg.as_dict(), sort_keys=True),

@@ -5,10 +5,11 @@ import pytest
 import torch
 
 import implementations as impl
-from implementations.attention.gau import (GAU, PREFIX_MATMUL_MIN_CHUNKS, RelativePositionBias, dense_mixed_chunk_matrix,
-                                           exclusive_chunk_prefix, mixed_chunk_attention, quadratic_attention)
-
-
+from implementations.attention.gau import GAU, RelativePositionBias
+from implementations.attention.gau import chunk as chunk_ops
+from implementations.attention.gau.chunk import PREFIX_MATMUL_MIN_CHUNKS, exclusive_chunk_prefix, mixed_chunk_attention
+from implementations.attention.gau.naive import dense_mixed_chunk_matrix
+from implementations.attention.gau.quad import quadratic_attention
 
 pytestmark = pytest.mark.usefixtures("float64_default")
 
@@ -34,7 +35,7 @@ def test_chunked_equals_dense_reference_outputs_and_gradients(causal, T, C, pref
     bias_w = torch.randn(2 * C - 1, requires_grad=True)
     idx = torch.arange(C)
     bias = bias_w[idx[None, :] - idx[:, None] + C - 1]
-    fast = mixed_chunk_attention(*qs, v, bias, C, causal, prefix=prefix, global_norm=global_norm)
+    fast = mixed_chunk_attention(*qs, v, bias, C, causal, chunk_prefix=prefix, global_norm=global_norm)
     dense = dense_mixed_chunk_matrix(*qs, lambda i, j: bias_w[j - i + C - 1], C, causal,
                                      global_norm=global_norm) @ v
     torch.testing.assert_close(fast, dense, rtol=1e-10, atol=1e-10)
@@ -150,6 +151,62 @@ def test_chunk_prefix_ways_agree_in_bf16_and_unknown_ways_are_refused():
     assert exclusive_chunk_prefix(low[:, :PREFIX_MATMUL_MIN_CHUNKS]).dtype == torch.bfloat16
     torch.testing.assert_close(exclusive_chunk_prefix(few), exclusive_chunk_prefix(few, "cumsum"), rtol=0, atol=0)
 
+
+
+@pytest.mark.parametrize("chunk_prefix", ["auto", "cumsum", "matmul"])
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("T", [29, 8 * PREFIX_MATMUL_MIN_CHUNKS + 3])  # "auto": the cumsum, then the GEMM
+def test_gau_chunk_prefix_option_equals_the_dense_reference(chunk_prefix, causal, T):
+    torch.manual_seed(0)
+    layer = GAU(16, expansion=2, s=8, causal=causal, max_len=T, attention="mixed_chunk", chunk=8,
+                chunk_prefix=chunk_prefix)
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+    x = torch.randn(2, T, 16)
+    fast, ref = layer(x), layer.reference_forward(x)
+    torch.testing.assert_close(fast, ref, rtol=1e-10, atol=1e-10)
+    w = torch.randn_like(fast)
+    params = list(layer.parameters())
+    for a, b in zip(torch.autograd.grad((fast * w).sum(), params), torch.autograd.grad((ref * w).sum(), params)):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("chunk_prefix", ["auto", "cumsum", "matmul"])
+def test_flash_chunk_prefix_model_option_reaches_the_op(chunk_prefix, monkeypatch):
+    """build_model("flash", chunk_prefix=...) hands the way to every layer's exclusive_chunk_prefix, and
+    the three ways give the same logits and gradients (float64, up to rounding)."""
+    seen = []
+    real = chunk_ops.exclusive_chunk_prefix
+    monkeypatch.setattr(chunk_ops, "exclusive_chunk_prefix", lambda kv, how: seen.append(how) or real(kv, how))
+    runs = {}
+    for way in ("auto", chunk_prefix):
+        torch.manual_seed(0)
+        model = impl.build_model("flash", vocab_size=20, d_model=16, n_layers=1, max_len=48, s=8, chunk=4,
+                                 chunk_prefix=way)
+        tokens = torch.randint(0, 20, (2, 45))
+        out = model(tokens)
+        grads = torch.autograd.grad(out.square().sum(), list(model.parameters()))
+        runs[way] = (out, grads)
+    assert seen == ["auto"] * 2 + [chunk_prefix] * 2  # two GAU layers per block
+    assert impl.get_spec("flash").options["chunk_prefix"] == "auto"
+    (out_a, grads_a), (out_b, grads_b) = runs["auto"], runs[chunk_prefix]
+    torch.testing.assert_close(out_b, out_a, rtol=1e-10, atol=1e-10)
+    for a, b in zip(grads_a, grads_b):
+        torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-10)
+
+
+def test_bad_chunk_prefix_is_refused_naming_the_valid_ways():
+    with pytest.raises(ValueError, match="chunk_prefix 'scan'; valid: auto, cumsum, matmul"):
+        impl.build_model("flash", vocab_size=10, d_model=8, n_layers=1, max_len=8, chunk_prefix="scan")
+    with pytest.raises(ValueError, match="chunk_prefix"):
+        GAU(8, expansion=2, s=4, causal=False, max_len=8, attention="mixed_chunk", chunk=4, chunk_prefix="cumprod")
+    qs, v = inputs(T=16)
+    for causal in (True, False):  # the op refuses it too, also where it would not use it
+        with pytest.raises(ValueError, match="valid: auto, cumsum, matmul"):
+            mixed_chunk_attention(*qs, v, None, 4, causal, chunk_prefix="scan")
+    with pytest.raises(ValueError, match="unknown override"):  # FLASH-Quad has no chunks to sum
+        impl.build_model("flash_quad", vocab_size=10, d_model=8, n_layers=1, max_len=8, chunk_prefix="auto")
 
 def test_global_normalisers_divide_the_linear_part_as_documented():
     """Causal chunk g: 'tokens' divides by g C, 'chunk' by C, 'none' by 1; bidirectional: T, T, 1."""

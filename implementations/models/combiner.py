@@ -202,4 +202,5 @@ register_model(ModelSpec(
     flops=lambda cfg, T: transformer_flops(cfg, T, glu=True, attention=combiner_attention_flops(cfg, T)),
     options=dict(OPTIONS), causal=True, bidirectional=True, quadratic=False, fidelity=NOTES,
     family="transformer", order=4, small_overrides={"block": 8},
+    label="Combiner", color="#2ca02c", marker="h", tags=("paper",),  # green
 ))

@@ -23,7 +23,8 @@ def build_gau_model(cfg: ModelConfig, attention: str):
     if attention == "quad":
         kw["quad_norm"] = cfg["quad_norm"]
     else:
-        kw["chunk"], kw["parts"], kw["global_norm"] = cfg["chunk"], cfg["parts"], cfg["global_norm"]
+        kw.update(chunk=cfg["chunk"], parts=cfg["parts"], chunk_prefix=cfg["chunk_prefix"],
+                  global_norm=cfg["global_norm"])
     layers = [Residual(d, GAU(d, **kw), cfg["norm"]) for _ in range(2 * cfg.n_layers)]
     return LanguageModel(cfg.vocab_size, d, layers, max_len=cfg.max_len, norm=cfg["norm"],
                          tie_embeddings=cfg["tie_embeddings"])
@@ -73,12 +74,16 @@ register_model(ModelSpec(
     name="flash_quad", description="FLASH-Quad: GAU stack with quadratic relu^2 attention",
     build=lambda cfg: build_gau_model(cfg, "quad"), flops=lambda cfg, T: gau_flops(cfg, T, "quad"),
     options={**COMMON, "quad_norm": "max_len"}, fidelity=NOTES, family="gau", quadratic=True, order=5,
+    label="FLASH-Quad", color="#ff7f0e", marker="P", tags=("paper",),  # orange
 ))
 
 register_model(ModelSpec(
     name="flash", description="FLASH: GAU stack with mixed chunk attention (local quadratic + global linear)",
     build=lambda cfg: build_gau_model(cfg, "mixed_chunk"), flops=lambda cfg, T: gau_flops(cfg, T, "mixed_chunk"),
-    options={**COMMON, "chunk": 256, "parts": "mixed", "global_norm": "tokens"}, fidelity=NOTES[1:] + (
+    # chunk_prefix: how the causal form sums earlier chunks' states, "auto", "cumsum" or "matmul" (same
+    # numbers up to rounding; attention/gau/chunk.py, exclusive_chunk_prefix)
+    options={**COMMON, "chunk": 256, "parts": "mixed", "global_norm": "tokens", "chunk_prefix": "auto"},
+    fidelity=NOTES[1:] + (
         FidelityNote("chunk size", "C = 256 (ablated 128..1024)", "256", "chunk"),
         FidelityNote("ablation: attention parts", "mixed, local-only and global-only compared",
                      "'mixed' (default), 'local' (quadratic within chunks only), 'global' (linear over "
@@ -89,4 +94,5 @@ register_model(ModelSpec(
                      "give the other two readings", "global_norm"),
         FidelityNote("T not a multiple of C", "pad and mask", "zero-pad; local normaliser stays 1/C"),
     ), family="gau", quadratic=False, order=6, small_overrides={"chunk": 8},
+    label="FLASH", color="#d62728", marker="*", tags=("paper",),  # red
 ))

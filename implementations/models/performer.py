@@ -252,5 +252,5 @@ register_model(ModelSpec(
     build=build_performer,
     flops=lambda cfg, T: transformer_flops(cfg, T, glu=True, attention=favor_flops_per_token(cfg, T)),
     options=dict(OPTIONS), causal=True, bidirectional=True, quadratic=False, fidelity=NOTES,
-    family="transformer", order=3,
+    family="transformer", order=3, label="Performer", color="#9467bd", marker="^", tags=("paper",),  # purple
 ))

@@ -60,10 +60,13 @@ COMMON_NOTES = (
     FidelityNote("biases", "not stated here", "no bias in attention projections or GLU; bias in the GELU FFN"),
 )
 
-VARIANTS = {
-    "transformer": dict(rope=False, glu=False, description="vanilla Transformer: absolute positions, softmax MHSA, GELU FFN"),
-    "transformer_plus": dict(rope=True, glu=False, description="Transformer+: Transformer with RoPE"),
-    "transformer_plus_plus": dict(rope=True, glu=True, description="Transformer++: RoPE + GLU (SwiGLU) FFN"),
+VARIANTS = {  # with how each appears in tables and figures
+    "transformer": dict(rope=False, glu=False, description="vanilla Transformer: absolute positions, softmax MHSA, GELU FFN",
+                        label="Transformer", color="#7f7f7f", marker="o"),            # grey
+    "transformer_plus": dict(rope=True, glu=False, description="Transformer+: Transformer with RoPE",
+                             label="Transformer+", color="#17becf", marker="s"),     # cyan
+    "transformer_plus_plus": dict(rope=True, glu=True, description="Transformer++: RoPE + GLU (SwiGLU) FFN",
+                                  label="Transformer++", color="#1f77b4", marker="D"),  # blue
 }
 
 for _order, (_name, _v) in enumerate(VARIANTS.items()):
@@ -77,4 +80,5 @@ for _order, (_name, _v) in enumerate(VARIANTS.items()):
         build=lambda cfg, rope=_v["rope"], glu=_v["glu"]: build_transformer(cfg, rope=rope, glu=glu),
         flops=lambda cfg, T, glu=_v["glu"]: transformer_flops(cfg, T, glu=glu),
         options=dict(OPTIONS), fidelity=notes, family="transformer", quadratic=True, order=_order,
+        label=_v["label"], color=_v["color"], marker=_v["marker"], tags=("paper",),
     ))

@@ -13,7 +13,7 @@ Layers, each built bare (no residual, norm or FFN), causal, at width d, with RoP
   materialized  MultiHeadAttention, kernel "materialized" (the T x T matrix in memory)
   favor         FavorAttention (models/performer.py): 256 features, causal chunk 64
   combiner      CombinerAttention (models/combiner.py): block = default_block(T) (the model's at max_len T)
-  gau_quad      GAU, attention "quad" (attention/gau.py): e = 2d, s = 128, max_len = T
+  gau_quad      GAU, attention "quad" (attention/gau/): e = 2d, s = 128, max_len = T
   gau_mixed     GAU, attention "mixed_chunk": e = 2d, s = 128, chunk 256
 Modes: "fwd" (under torch.no_grad) and "fwd+bwd" (forward, then backward of a fixed random output
 gradient into the parameters and the input).

@@ -6,18 +6,18 @@ rel_pos_form override ran the "auto" form. So that they keep describing what ran
 default is not mistaken for them), each gets the override written out: its configuration, run id,
 variant and curve rows are rewritten as those of `flash_quad[rel_pos_form=auto]`, and its message says so.
 
-    python results/nvidia-h200/gpu-quality/conversions/relabel_rel_pos_form_auto.py && python -m suite.report results/nvidia-h200/gpu-quality
+    python experiments/2026-11-29-gpu-quality/relabel_rel_pos_form_auto.py && python -m suite.report results/nvidia-h200/gpu-quality
 """
 import json
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[4]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 from suite.runs import RunConfig  # noqa: E402
 
-RUNS = Path(__file__).resolve().parents[1] / "runs"
-NOTE = "relabelled: ran under the old default rel_pos_form='auto' (the paper's rule), see conversions/"
+RUNS = ROOT / "results" / "nvidia-h200" / "gpu-quality" / "runs"
+NOTE = "relabelled: ran under the old default rel_pos_form='auto' (the paper's rule), see experiments/2026-11-29-gpu-quality/"
 
 for path in sorted(RUNS.glob("*.json")):
     record = json.loads(path.read_text())
