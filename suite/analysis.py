@@ -100,7 +100,7 @@ def _sort(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def _prepare_runs(runs: pd.DataFrame) -> pd.DataFrame:
+def prepare_runs(runs: pd.DataFrame) -> pd.DataFrame:
     """A copy with the grouping columns present and comparable (size '' when unknown)."""
     runs = runs.copy()
     for col in ("kind", "status", "model", "variant", "objective", "size", "run_id", "device_name"):
@@ -139,7 +139,7 @@ def train_runs(runs: pd.DataFrame) -> pd.DataFrame:
     """Finished training runs (kind == "train", status == "ok"), one per (objective, context, size, seed,
     variant): the latest when a configuration was repeated. Where a variant ran at several learning
     rates (a learning-rate sweep, `lr_sweep_table`), the runs of its best one (`best_lr`)."""
-    runs = _prepare_runs(runs)
+    runs = prepare_runs(runs)
     ok = runs[(runs["kind"] == "train") & (runs["status"] == "ok")]
     if "lr" in ok.columns and len(ok):
         best = best_lr(ok)
@@ -162,7 +162,7 @@ LR_SWEEP_COLUMNS = ["objective", "context", "size", "variant", "model", "lr", "n
 def lr_sweep_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Final held-out bits per byte per learning rate, for every variant that ran at more than one
     (objective, context, size, variant, lr; mean and range over seeds); `best` marks the lowest mean."""
-    runs = _prepare_runs(runs)
+    runs = prepare_runs(runs)
     ok = runs[(runs["kind"] == "train") & (runs["status"] == "ok")]
     if "lr" not in ok.columns or ok.empty:
         return pd.DataFrame(columns=LR_SWEEP_COLUMNS)
@@ -190,7 +190,7 @@ def best_lr(runs: pd.DataFrame) -> pd.DataFrame:
 def resolve_variant(runs: pd.DataFrame, name: str) -> str | None:
     """The variant a name stands for: itself if some run has that variant; else, among the variants of
     the model ``name``, the plain one, then ``name+compile``, then the shortest. None if absent."""
-    runs = _prepare_runs(runs) if "variant" not in runs.columns else runs
+    runs = prepare_runs(runs) if "variant" not in runs.columns else runs
     variants = set(runs["variant"].astype(str))
     if name in variants:
         return name
@@ -433,7 +433,7 @@ def latency_table(runs: pd.DataFrame) -> pd.DataFrame:
     the runs with status "ok" (peak memory: the maximum). A row whose runs all failed keeps its
     status ("oom" first, else the most common failure) with NaN numbers, so an OOM stays visible.
     """
-    runs = _prepare_runs(runs)
+    runs = prepare_runs(runs)
     source = "speed" if (runs["kind"] == "speed").any() else "train"
     sel = runs[runs["kind"] == source]
     if sel.empty:
@@ -541,7 +541,7 @@ def markdown_table(df: pd.DataFrame, floatfmt: str = ".3g", index: bool = False)
 
 __all__ = ["BASELINES", "OBJECTIVE_LABELS", "SPEEDUP_COLUMNS",
            "SPEEDUP_SEED_COLUMNS", "LATENCY_COLUMNS", "QUALITY_COLUMNS", "model_label", "variant_label",
-           "split_variant", "objective_label", "context_label", "model_sort_key", "train_runs",
+           "split_variant", "objective_label", "context_label", "model_sort_key", "prepare_runs", "train_runs",
            "resolve_variant", "time_to_quality", "speedup_per_seed",
            "speedup_at_equal_quality", "speedup_table", "EQUAL_STEPS_COLUMNS", "bpb_at_step",
            "quality_at_equal_steps", "latency_table", "quality_table", "markdown_table"]

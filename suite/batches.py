@@ -1,19 +1,49 @@
-"""Preparing a run's tokens: corpus -> document split -> tokenizer -> train / validation streams."""
+"""A run's tokens: random (speed runs), or corpus -> document split -> tokenizer -> train / validation
+streams (training runs)."""
 from __future__ import annotations
 
 import functools
 import math
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from .data import corpus_hash, load_corpus, split_documents
-from .objectives import TokenData, eval_batches, make_objective, sample_batch
+from .objectives import IGNORE_INDEX as IGNORE
+from .objectives import MASK_PROB, TokenData, eval_batches, make_objective, sample_batch
 from .runs import RunConfig
 from .tokenizer import make_tokenizer
-from .train import Batches
 
 VAL_FRACTION = 0.1
 SPLIT_SEED = 0
+
+
+@dataclass
+class Batches:
+    """What a run draws its tokens from. `sample(generator) -> (inputs, targets)` on the CPU."""
+
+    sample: Any
+    evaluate: Any = None          # () -> list of (inputs, targets) for held-out evaluation
+    vocab_size: int = 0
+    bytes_per_token: float = 1.0
+    corpus: str = "random"
+    tokenizer: str = "none"
+    data_hash: str = ""
+
+
+def random_batches(cfg: RunConfig) -> Batches:
+    """Random tokens: speed runs (time does not depend on the data); MLM predicts MASK_PROB of positions."""
+    V, B, T = cfg.vocab_size, cfg.batch_size, cfg.context
+
+    def sample(gen: torch.Generator):
+        x = torch.randint(0, V, (B, T + 1), generator=gen)
+        if cfg.objective == "clm":
+            return x[:, :-1], x[:, 1:]
+        targets = torch.where(torch.rand(B, T, generator=gen) < MASK_PROB, x[:, :-1], IGNORE)
+        return x[:, :-1], targets
+
+    return Batches(sample=sample, vocab_size=V)
 
 
 @functools.lru_cache(maxsize=4)

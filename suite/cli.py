@@ -13,6 +13,7 @@ import implementations as impl
 from . import distributed as D
 from . import provenance
 from .data import DataError
+from .objectives import check_length
 from .presets import PRESETS
 from .runs import COMPILE_MODES, RunConfig
 from .store import ResultsError, ResultsStore
@@ -189,9 +190,7 @@ def _sweep(args, runs, out: Path) -> int:
             if r.kind == "train":
                 train, val, _, _ = tokenized(r.corpus, r.tokenizer, r.bpe_vocab, args.eltec_path)
                 for split, data in (("training", train), ("validation", val)):
-                    if len(data) < r.context + 1:
-                        raise UsageError(f"{r.label()}: the {split} split of {r.corpus!r} has {len(data):,} "
-                                         f"tokens, fewer than one window of context + 1 = {r.context + 1:,}")
+                    check_length(data, r.context, f"{r.label()}: the {split} split of {r.corpus!r}")
         data_for = lambda cfg: corpus_batches(cfg, args.eltec_path)  # noqa: E731
     t0 = time.time()
     world = D.world_size()

@@ -40,7 +40,7 @@ from matplotlib.transforms import blended_transform_factory
 
 import implementations as impl
 
-from .analysis import (BASELINES, _prepare_runs, context_label, latency_table, model_sort_key, objective_label,
+from .analysis import (BASELINES, prepare_runs, context_label, latency_table, model_sort_key, objective_label,
                        resolve_variant, speedup_table, split_variant, train_runs, variant_label)
 
 
@@ -346,7 +346,7 @@ def _plot_vs_context(runs: pd.DataFrame, out_dir: Path, *, column: str, ylabel: 
         return []            # nothing measured (OOM alone makes no figure)
     source = tab["source"].iloc[0]
     objs = _objectives(tab)
-    sel = _prepare_runs(runs)
+    sel = prepare_runs(runs)
     sel = sel[sel["kind"] == source]
     with matplotlib.rc_context(_RC):
         fig = _new_figure(1, len(objs), panel_w=5.0, panel_h=3.4)

@@ -75,7 +75,9 @@ def _tokens(data: TokenData | torch.Tensor) -> torch.Tensor:
     return tokens
 
 
-def _check_length(tokens: torch.Tensor, context: int, what: str) -> None:
+def check_length(data: TokenData | torch.Tensor, context: int, what: str) -> None:
+    """Refuse a stream shorter than one window of context + 1 tokens (DataError, the message says what to do)."""
+    tokens = _tokens(data)
     if context < 1:
         raise ValueError(f"context must be >= 1, got {context}")
     if tokens.numel() < context + 1:
@@ -89,7 +91,7 @@ def sample_batch(data: TokenData | torch.Tensor, batch_size: int, context: int,
     """``batch_size`` windows of ``context + 1`` consecutive tokens at uniformly random offsets
     (windows may cross document separators). Deterministic given ``generator`` (a CPU one)."""
     tokens = _tokens(data)
-    _check_length(tokens, context, "sample_batch")
+    check_length(tokens, context, "sample_batch")
     n_starts = tokens.numel() - context  # valid offsets 0 .. N - (context + 1)
     starts = torch.randint(0, n_starts, (batch_size,), generator=generator)
     return tokens[starts[:, None] + torch.arange(context + 1)]
@@ -108,7 +110,7 @@ def eval_batches(data: TokenData | torch.Tensor, batch_size: int, context: int,
     ``max_batches * batch_size`` windows are spread evenly over the whole stream (still
     non-overlapping), so a capped evaluation still sees every part of the validation set."""
     tokens = _tokens(data)
-    _check_length(tokens, context, "eval_batches")
+    check_length(tokens, context, "eval_batches")
     n_windows = num_eval_windows(tokens, context)
     n = n_windows if max_batches is None else min(n_windows, int(max_batches) * batch_size)
     if n < 1:
@@ -182,5 +184,5 @@ def loss_fn(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 
 __all__ = ["TokenData", "DOC_SEPARATOR", "IGNORE_INDEX", "OBJECTIVES", "MASK_PROB", "sample_batch",
-           "eval_batches", "num_eval_windows", "causal_lm_batch", "masked_lm_batch",
+           "eval_batches", "num_eval_windows", "check_length", "causal_lm_batch", "masked_lm_batch",
            "make_objective", "loss_fn"]

@@ -21,7 +21,9 @@ import torch
 from .cli import parse_key_value
 from .runs import COMPILE_MODES, RunConfig
 from .sweep import UsageError, check
-from .train import Step, build, random_batches
+from .batches import random_batches
+from .model import build
+from .step import Step
 
 # (kind, substrings of a kernel or op name, lower case); the first kind that matches wins
 KINDS: list[tuple[str, tuple[str, ...]]] = [

@@ -80,7 +80,7 @@ def expand(preset: Preset, *, models: list[str] | None = None, contexts: list[in
 
 def check(runs: Iterable[RunConfig]) -> None:
     """Refuse, before any work starts, a run that cannot be built (mode, override, context length)."""
-    from .train import model_config
+    from .model import model_config
 
     for r in runs:
         try:

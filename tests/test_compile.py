@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import implementations as impl
-from suite.train import compile_model
+from suite.model import compile_model
 
 
 @pytest.mark.parametrize("name", ["flash", "flash_quad"])
@@ -74,7 +74,7 @@ def test_compiled_step_loss_matches_eager_loss(compiler_or_skip):
     copy): same loss and same logits gradient as the eager loss_fn, ignored targets included."""
     from suite.objectives import IGNORE_INDEX, loss_fn
     from suite.runs import RunConfig
-    from suite.train import Step
+    from suite.step import Step
 
     cfg = RunConfig(model="transformer_plus_plus", context=16, tokens_per_step=64, compile=True)
     model = impl.build_model("transformer_plus_plus", vocab_size=40, d_model=32, n_layers=1, max_len=64)
@@ -101,7 +101,7 @@ def test_a_compile_mode_reaches_every_torch_compile_call(monkeypatch):
     """RunConfig(compile=MODE): its own variant, and the mode passed to each layer's and the loss's
     torch.compile; an unknown mode is refused before anything runs."""
     from suite.runs import RunConfig
-    from suite.train import Step
+    from suite.step import Step
 
     cfg = RunConfig(model="flash", context=16, tokens_per_step=64, compile="max-autotune-no-cudagraphs")
     assert cfg.variant == "flash[mode=max-autotune-no-cudagraphs]+compile"

@@ -22,7 +22,9 @@ import pandas as pd
 import pytest
 import torch
 
+import suite.step as step_mod
 import suite.train as train_mod
+from suite.optim import lr_factor, make_optimizer
 from suite import cli
 from suite.batches import corpus_batches
 from suite.runs import RunConfig
@@ -321,8 +323,8 @@ def test_exceptions_become_rows(monkeypatch, corpus, kind, exc, status, text):
 
 
 def test_nan_loss(monkeypatch, corpus):
-    real_loss = train_mod.loss_fn
-    monkeypatch.setattr(train_mod, "loss_fn", lambda logits, targets: real_loss(logits, targets) * float("nan"))
+    real_loss = step_mod.loss_fn
+    monkeypatch.setattr(step_mod, "loss_fn", lambda logits, targets: real_loss(logits, targets) * float("nan"))
     cfg = train_config(corpus, budget_s=2.0)
     summary, curve = train_mod.run(cfg, corpus_batches(cfg))
     assert summary["status"] == "nan"
@@ -333,7 +335,7 @@ def test_nan_loss(monkeypatch, corpus):
 
 
 def test_nan_evaluation_loss(monkeypatch, corpus):
-    monkeypatch.setattr(train_mod.Step, "evaluate", lambda self, batches: float("nan"))
+    monkeypatch.setattr(step_mod.Step, "evaluate", lambda self, batches: float("nan"))
     cfg = train_config(corpus, budget_s=0.3)
     summary, curve = train_mod.run(cfg, corpus_batches(cfg))
     assert summary["status"] == "nan"
@@ -341,10 +343,10 @@ def test_nan_evaluation_loss(monkeypatch, corpus):
 
 
 def test_divergence(monkeypatch, corpus):
-    real_loss = train_mod.loss_fn
+    real_loss = step_mod.loss_fn
     calls = itertools.count()
     # the same gradients, but a loss that climbs by 50 nats a call: far above the start and 2 ln V
-    monkeypatch.setattr(train_mod, "loss_fn", lambda logits, targets: real_loss(logits, targets) + 50.0 * next(calls))
+    monkeypatch.setattr(step_mod, "loss_fn", lambda logits, targets: real_loss(logits, targets) + 50.0 * next(calls))
     cfg = train_config(corpus, budget_s=5.0, warmup_steps=1, evals=1)
     summary, curve = train_mod.run(cfg, corpus_batches(cfg))
     assert summary["status"] == "diverged", summary["message"]
@@ -641,27 +643,27 @@ def test_fixed_steps_run_schedules_and_evaluates_on_steps(monkeypatch, corpus):
     """budget_s None: exactly max_steps steps, evaluations at the same steps for every model, and the
     learning rate a function of the step alone."""
     scales = []
-    original = train_mod.Step.__call__
+    original = step_mod.Step.__call__
 
     def spy(self, inputs, targets, lr_scale=1.0):
         scales.append(lr_scale)
         return original(self, inputs, targets, lr_scale)
 
-    monkeypatch.setattr(train_mod.Step, "__call__", spy)
+    monkeypatch.setattr(step_mod.Step, "__call__", spy)
     for model in ("transformer_plus_plus", "flash"):
         scales.clear()
         cfg = train_config(corpus, model=model, budget_s=None, max_steps=9, evals=3, warmup_steps=2)
         summary, curve = train_mod.run(cfg, corpus_batches(cfg))
         assert summary["status"] == "ok" and summary["steps"] == 9 and summary["schedule"] == "steps"
         assert [row["step"] for row in curve] == [3, 6, 9]
-        assert scales == [train_mod.lr_factor(cfg, n, n / 9) for n in range(9)]
+        assert scales == [lr_factor(cfg, n, n / 9) for n in range(9)]
         assert summary["lr"] == cfg.lr
 
 
 def test_weight_decay_spares_gains_offsets_biases_norms_and_position_biases():
     import implementations as impl
     model = impl.build_model("flash", vocab_size=20, d_model=16, n_layers=1, max_len=32, chunk=8, s=8)
-    opt = train_mod.make_optimizer(model, RunConfig(model="flash", context=32), torch.device("cpu"))
+    opt = make_optimizer(model, RunConfig(model="flash", context=32), torch.device("cpu"))
     decayed = {id(p) for g in opt.param_groups if g["weight_decay"] > 0 for p in g["params"]}
     names = {name for name, p in model.named_parameters() if id(p) in decayed}
     assert names == {"embed.weight", "layers.0.fn.to_hidden.weight", "layers.0.fn.to_out.weight",

@@ -12,7 +12,7 @@ import torch
 
 sys.path.insert(0, ".")
 from implementations.attention.gau import GAU  # noqa: E402
-from suite.train import compile_model  # noqa: E402,F401  (the same Dynamo settings as the runs)
+from suite.model import compile_model  # noqa: E402,F401  (the same Dynamo settings as the runs)
 
 D, TOKENS = 768, 65536
 EXPANSION, S, CHUNK = 2, 128, 256  # e = 2d, the paper's s and chunk size

@@ -76,7 +76,7 @@ from implementations.models.gau_family import gau_flops
 from implementations.models.performer import FavorAttention, favor_flops_per_token
 from implementations.registry import make_config
 from suite.timing import is_oom
-from suite.train import compile_model
+from suite.model import compile_model
 
 # ----------------------------------------------------------------------------- configuration
 

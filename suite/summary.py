@@ -1,0 +1,49 @@
+"""A run's result row: identity, provenance, FLOPs, and the speed numbers (throughput, MFU, memory)."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import torch
+
+import implementations as impl
+from implementations.flops import train_flops_per_token
+
+from . import provenance
+from .batches import Batches
+from .hardware import peak_tflops
+from .model import model_config
+from .runs import RunConfig
+from .timing import summarise
+
+
+def base_summary(cfg: RunConfig, device: torch.device, data: Batches) -> dict[str, Any]:
+    name = provenance.device_name(str(device))
+    peak, _ = peak_tflops(name)
+    cfg_model = model_config(cfg, data.vocab_size)
+    return {
+        "run_id": cfg.run_id, "status": "ok", "message": "", "kind": cfg.kind, "model": cfg.model, "variant": cfg.variant,
+        "objective": cfg.objective, "context": cfg.context, "seed": cfg.seed, "size": cfg.size,
+        "d_model": cfg.d_model, "n_layers": cfg.n_layers, "vocab_size": data.vocab_size,
+        "batch_size": cfg.batch_size, "tokens_per_step": cfg.batch_size * cfg.context,
+        "lr": cfg.lr, "schedule": "steps" if cfg.by_steps else "time",
+        "train_flops_per_token": train_flops_per_token(cfg.model, cfg_model, cfg.context), "peak_tflops": peak,
+        "device": str(device), "device_name": name, "precision": cfg.precision, "compile": cfg.compile,
+        "attention_kernel": ("peer" if impl.is_peer(cfg.model) else cfg_model.options.get("attention_kernel", "n/a")),
+        "sdpa_backend": cfg.sdpa_backend or "default", "world_size": 1,
+        "corpus": data.corpus, "tokenizer": data.tokenizer, "data_hash": data.data_hash,
+        **provenance.software(), "config_json": json.dumps(cfg.as_dict(), sort_keys=True),
+    }
+
+
+def speed_numbers(summary: dict[str, Any], ms: list[float], device: torch.device) -> dict[str, Any]:
+    out = summarise(ms)
+    tokens = summary["tokens_per_step"]
+    out["timed_steps"] = len(ms)
+    out["tokens_per_s"] = tokens / (out["step_ms_median"] / 1e3) if ms else float("nan")
+    out["model_tflops"] = summary["train_flops_per_token"] * out["tokens_per_s"] / 1e12
+    peak = summary["peak_tflops"] * summary.get("world_size", 1)  # data-parallel: every process's GPU
+    out["mfu"] = out["model_tflops"] / peak if peak == peak else float("nan")
+    if device.type == "cuda":
+        out["peak_mem_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+    return out
