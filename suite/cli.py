@@ -100,7 +100,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--ddp", action="store_true", help="under torchrun: train each run data-parallel over all "
                    "processes (DistributedDataParallel; --tokens-per-step stays the global batch) instead of "
                    "sharing the runs out, one process per run")
-    p.add_argument("--set", dest="model_overrides", action="append", type=parse_key_value, metavar="KEY=VALUE",
+    p.add_argument("--set", dest="model_options", action="append", type=parse_key_value, metavar="KEY=VALUE",
                    help="a model option for every run, e.g. --set chunk=128 (repeatable; the options of each "
                    "model: python -m implementations.fidelity); the runs are then a variant, e.g. flash[chunk=128]")
     p.add_argument("--out", help="results folder (default results/<platform>/<preset>)")
@@ -137,23 +137,23 @@ def _main(args) -> int:
     preset = get_preset(args.preset)
     if args.budget is not None and args.steps is not None:
         raise UsageError("--budget (a time budget) and --steps (a fixed number of steps) exclude each other")
-    overrides = {k: v for k, v in dict(corpus=args.corpus, tokenizer=args.tokenizer, device=args.device,
+    settings = {k: v for k, v in dict(corpus=args.corpus, tokenizer=args.tokenizer, device=args.device,
                                        size=args.size, budget_s=args.budget, tokens_per_step=args.tokens_per_step,
                                        max_steps=args.steps, lr=args.lr,
                                        precision=args.precision, compile=args.compile_mode or args.compile,
                                        sdpa_backend=args.sdpa_backend).items() if v is not None}
     if args.steps is not None:  # exactly this many steps: no time budget
-        overrides["budget_s"] = None
+        settings["budget_s"] = None
     elif args.budget is not None:  # a time budget: no step cap from the preset
-        overrides["max_steps"] = RunConfig.max_steps
-    if args.model_overrides:
-        overrides["overrides"] = tuple(dict(args.model_overrides).items())  # the last value of a key wins
+        settings["max_steps"] = RunConfig.max_steps
+    if args.model_options:
+        settings["overrides"] = tuple(dict(args.model_options).items())  # the last value of a key wins
     if args.lr_from:
         if args.lr is not None:
             raise UsageError("--lr and --lr-from exclude each other")
         preset = dataclasses.replace(preset, lr={**preset.lr, **swept_learning_rates(Path(args.lr_from))})
     runs = expand(preset, models=args.models, contexts=args.contexts, objectives=args.objectives, seeds=args.seeds,
-                  variants=not args.no_variants, with_peers=args.peers, **overrides)
+                  variants=not args.no_variants, with_peers=args.peers, **settings)
     device = runs[0].device if runs else "cpu"
     default_name = preset.folder or args.preset
     if args.ddp and D.world_size() > 1:  # data-parallel runs keep their run_id: not in the same folder by default

@@ -32,6 +32,10 @@ SUMMARY_COLUMNS = [
     "train_flops_per_token", "model_tflops", "mfu", "peak_tflops",
     # how it ran
     "device", "device_name", "precision", "compile", "attention_kernel", "sdpa_backend", "world_size",
+    # what distinguishes a configuration, as data (the variant column is a label built from these):
+    # backend ("pytorch"), compile_mode ("eager", "default" or a torch.compile mode), model_options
+    # (JSON object of the options set on top of the model's defaults, e.g. {"chunk": 128})
+    "backend", "compile_mode", "model_options",
     # data provenance
     "corpus", "tokenizer", "data_hash",
     # software provenance

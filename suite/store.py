@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from .schema import CURVE_COLUMNS, SCHEMA, SUMMARY_COLUMNS
+from .summary import backfill
 
 
 class ResultsError(RuntimeError):
@@ -116,7 +117,7 @@ class ResultsStore:
 
     def tables(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         records = self.records()
-        runs = pd.DataFrame([{**r["summary"], "schema": r["schema"]} for r in records])
+        runs = pd.DataFrame([{**backfill(r["summary"]), "schema": r["schema"]} for r in records])
         curves = pd.DataFrame([row for r in records for row in r.get("curve", [])])
         runs = runs.reindex(columns=SUMMARY_COLUMNS + sorted(set(runs.columns) - set(SUMMARY_COLUMNS)))
         curves = curves.reindex(columns=CURVE_COLUMNS)

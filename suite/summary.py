@@ -17,6 +17,19 @@ from .runs import RunConfig
 from .timing import summarise
 
 
+BACKEND = "pytorch"  # the framework a run trained in
+
+
+def compile_mode(compile: bool | str) -> str:
+    """'eager' when not compiled, 'default' for torch.compile's default mode, else the mode."""
+    return "eager" if compile is False else "default" if compile is True else str(compile)
+
+
+def model_options_json(overrides) -> str:
+    """A run's model options (those set on top of the model's defaults) as a JSON object, sorted."""
+    return json.dumps(dict(overrides), sort_keys=True)
+
+
 def base_summary(cfg: RunConfig, device: torch.device, data: Batches) -> dict[str, Any]:
     name = provenance.device_name(str(device))
     peak, _ = peak_tflops(name)
@@ -29,11 +42,26 @@ def base_summary(cfg: RunConfig, device: torch.device, data: Batches) -> dict[st
         "lr": cfg.lr, "schedule": "steps" if cfg.by_steps else "time",
         "train_flops_per_token": train_flops_per_token(cfg.model, cfg_model, cfg.context), "peak_tflops": peak,
         "device": str(device), "device_name": name, "precision": cfg.precision, "compile": cfg.compile,
+        "backend": BACKEND, "compile_mode": compile_mode(cfg.compile),
+        "model_options": model_options_json(cfg.model_overrides().items()),
         "attention_kernel": ("peer" if impl.is_peer(cfg.model) else cfg_model.options.get("attention_kernel", "n/a")),
         "sdpa_backend": cfg.sdpa_backend or "default", "world_size": 1,
         "corpus": data.corpus, "tokenizer": data.tokenizer, "data_hash": data.data_hash,
         **provenance.software(), "config_json": json.dumps(cfg.as_dict(), sort_keys=True),
     }
+
+
+def backfill(summary: dict[str, Any]) -> dict[str, Any]:
+    """A result row of an older run file with the columns added since, derived from its config_json
+    (the backend of every run so far was PyTorch)."""
+    if "model_options" in summary or not summary.get("config_json"):
+        return summary
+    cfg = json.loads(summary["config_json"])
+    options = [tuple(kv) for kv in cfg.get("overrides", [])]
+    if cfg.get("attention_kernel"):  # what RunConfig.model_overrides() passes to the model
+        options.append(("attention_kernel", cfg["attention_kernel"]))
+    return {**summary, "backend": BACKEND, "compile_mode": compile_mode(cfg.get("compile", False)),
+            "model_options": model_options_json(options)}
 
 
 def speed_numbers(summary: dict[str, Any], ms: list[float], device: torch.device) -> dict[str, Any]:

@@ -35,14 +35,15 @@ def get_preset(name: str) -> Preset:
 
 def expand(preset: Preset, *, models: list[str] | None = None, contexts: list[int] | None = None,
            objectives: list[str] | None = None, seeds: list[int] | None = None, variants: bool = True,
-           with_peers: bool = False, **overrides: Any) -> list[RunConfig]:
-    """All runs of a preset, narrowed by the flags; `overrides` replace RunConfig fields."""
+           with_peers: bool = False, **settings: Any) -> list[RunConfig]:
+    """All runs of a preset, narrowed by the flags; `settings` replace RunConfig fields (its field
+    `overrides`, the model options, is merged with a variant's rather than replacing them)."""
     valid = impl.list_models()
     for m in models or []:
         if m not in valid and not impl.is_peer(m):
             raise UsageError(f"unknown model {m!r}; valid models: {', '.join(valid)}")
     fields = {f.name for f in dataclasses.fields(RunConfig)}
-    bad = sorted(set(overrides) - fields)
+    bad = sorted(set(settings) - fields)
     if bad:
         raise UsageError(f"unknown run setting(s) {bad}")
     chosen = models or preset.models
@@ -66,9 +67,9 @@ def expand(preset: Preset, *, models: list[str] | None = None, contexts: list[in
                 for model in ms:
                     for seed in seeds or preset.seeds:
                         lr = {"lr": preset.lr[model]} if model in preset.lr else {}
-                        kw = {**preset.base, **lr, **extra, **overrides}
-                        if "overrides" in extra and "overrides" in overrides:  # model options: merge
-                            kw["overrides"] = tuple({**dict(extra["overrides"]), **dict(overrides["overrides"])}.items())
+                        kw = {**preset.base, **lr, **extra, **settings}
+                        if "overrides" in extra and "overrides" in settings:  # model options: merge
+                            kw["overrides"] = tuple({**dict(extra["overrides"]), **dict(settings["overrides"])}.items())
                         try:
                             runs.append(RunConfig(model=model, context=context, objective=objective, seed=seed, **kw))
                         except ValueError as exc:

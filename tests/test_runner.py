@@ -711,3 +711,20 @@ def test_lr_from_takes_each_models_best_swept_rate(tmp_path, capsys):
                      "--contexts", "512", "--seeds", "0", "--no-variants", "--dry-run"]) == 0
     assert cli.main(["--preset", "gpu-quality", "--lr-from", str(tmp_path / "nowhere"), "--dry-run"]) == 2
     assert "no runs.csv" in capsys.readouterr().err
+
+
+def test_result_rows_carry_the_configuration_as_data(corpus):
+    """backend, compile mode and model options are columns, not only parts of the variant's label; run
+    files written before these columns get them from their config_json."""
+    from suite.summary import backfill
+    cfg = train_config(corpus, model="flash", overrides=(("chunk", 16),), budget_s=None, max_steps=2, evals=1)
+    summary, _ = train_mod.run(cfg, corpus_batches(cfg))
+    assert (summary["backend"], summary["compile_mode"], summary["model_options"]) == ("pytorch", "eager", '{"chunk": 16}')
+    assert summary["variant"] == "flash[chunk=16]"
+    old = {k: v for k, v in summary.items() if k not in ("backend", "compile_mode", "model_options")}
+    assert {k: backfill(old)[k] for k in ("backend", "compile_mode", "model_options")} == \
+        {"backend": "pytorch", "compile_mode": "eager", "model_options": '{"chunk": 16}'}
+    kernel = RunConfig(model="transformer", context=32, attention_kernel="materialized", compile="max-autotune")
+    old = {"config_json": json.dumps(kernel.as_dict())}
+    assert backfill(old)["model_options"] == '{"attention_kernel": "materialized"}'
+    assert backfill(old)["compile_mode"] == "max-autotune"
