@@ -162,9 +162,13 @@ def make_config(name: str, *, vocab_size: int, d_model: int, n_layers: int, max_
 def build_model(name: str, *, vocab_size: int, d_model: int, n_layers: int, max_len: int,
                 causal: bool = True, **overrides: Any) -> nn.Module:
     """Build a registered model. `n_layers` counts Transformer-block equivalents."""
-    cfg = make_config(name, vocab_size=vocab_size, d_model=d_model, n_layers=n_layers,
-                      max_len=max_len, causal=causal, **overrides)
-    model = get_spec(name).build(cfg)
+    return build_from_config(make_config(name, vocab_size=vocab_size, d_model=d_model, n_layers=n_layers,
+                                         max_len=max_len, causal=causal, **overrides))
+
+
+def build_from_config(cfg: ModelConfig) -> nn.Module:
+    """Build a model from a config that `make_config` made (and so checked)."""
+    model = get_spec(cfg.name).build(cfg)
     model.config = cfg
     return model
 

@@ -16,11 +16,10 @@ def model_config(cfg: RunConfig, vocab_size: int) -> impl.ModelConfig:
     return mc
 
 
-def build(cfg: RunConfig, vocab_size: int, device: torch.device) -> torch.nn.Module:
-    torch.manual_seed(cfg.seed)
-    model_config(cfg, vocab_size)
-    return impl.build_model(cfg.model, vocab_size=vocab_size, d_model=cfg.d_model, n_layers=cfg.n_layers,
-                            max_len=cfg.context, causal=cfg.objective == "clm", **cfg.model_overrides()).to(device)
+def build(model_cfg: impl.ModelConfig, seed: int, device: torch.device) -> torch.nn.Module:
+    """The run's model, drawn from torch.manual_seed(seed), on the device."""
+    torch.manual_seed(seed)
+    return impl.build_from_config(model_cfg).to(device)
 
 
 def compile_model(model: torch.nn.Module, mode: str | None = None) -> torch.nn.Module:

@@ -22,7 +22,7 @@ from .cli import parse_key_value
 from .runs import COMPILE_MODES, RunConfig
 from .sweep import UsageError, check
 from .batches import random_batches
-from .model import build
+from .model import build, model_config
 from .step import Step
 
 # (kind, substrings of a kernel or op name, lower case); the first kind that matches wins
@@ -89,7 +89,7 @@ def _self_time(evt, cuda: bool) -> float:
 def profile_step(cfg: RunConfig, rows: int = 25, steps: int = 2, kernels: int = 60) -> str:
     device = torch.device(cfg.device)
     data = random_batches(cfg)
-    model = build(cfg, data.vocab_size, device)
+    model = build(model_config(cfg, data.vocab_size), cfg.seed, device)
     step = Step(model, cfg, device)
     inputs, targets = (t.to(device) for t in data.sample(torch.Generator().manual_seed(0)))
     for _ in range(3):

@@ -12,7 +12,6 @@ from implementations.flops import train_flops_per_token
 from . import provenance
 from .batches import Batches
 from .hardware import peak_tflops
-from .model import model_config
 from .runs import RunConfig
 from .timing import summarise
 
@@ -30,10 +29,9 @@ def model_options_json(overrides) -> str:
     return json.dumps(dict(overrides), sort_keys=True)
 
 
-def base_summary(cfg: RunConfig, device: torch.device, data: Batches) -> dict[str, Any]:
+def base_summary(cfg: RunConfig, cfg_model: impl.ModelConfig, device: torch.device, data: Batches) -> dict[str, Any]:
     name = provenance.device_name(str(device))
     peak, _ = peak_tflops(name)
-    cfg_model = model_config(cfg, data.vocab_size)
     return {
         "run_id": cfg.run_id, "status": "ok", "message": "", "kind": cfg.kind, "model": cfg.model, "variant": cfg.variant,
         "objective": cfg.objective, "context": cfg.context, "seed": cfg.seed, "size": cfg.size,

@@ -22,7 +22,7 @@ import torch
 
 from . import distributed as D
 from .batches import Batches, random_batches
-from .model import build
+from .model import build, model_config
 from .optim import lr_factor
 from .runs import RunConfig
 from .step import Step
@@ -48,7 +48,8 @@ def run(cfg: RunConfig, data: Batches | None = None, *, progress=None,
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True  # float32 matmuls left outside autocast (FAVOR+ features)
         torch.backends.cudnn.allow_tf32 = True
-    summary = base_summary(cfg, device, data)
+    model_cfg = model_config(cfg, data.vocab_size)  # the run's one model configuration
+    summary = base_summary(cfg, model_cfg, device, data)
     summary["world_size"] = world
     if world > 1:
         summary["batch_size_per_rank"] = cfg.batch_size // world
@@ -57,7 +58,7 @@ def run(cfg: RunConfig, data: Batches | None = None, *, progress=None,
     try:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        model = build(cfg, data.vocab_size, device)
+        model = build(model_cfg, cfg.seed, device)
         summary["n_params"] = sum(p.numel() for p in model.parameters())
         step = Step(model, cfg, device, ddp=ddp)
         # data-parallel: a different stream of batches on every rank (rank 0's is the single-process one)

@@ -292,8 +292,8 @@ def raising_build(monkeypatch, exc: BaseException):
     """Build the real model, but make its forward raise `exc`."""
     real_build = train_mod.build
 
-    def build(cfg, vocab_size, device):
-        model = real_build(cfg, vocab_size, device)
+    def build(model_cfg, seed, device):
+        model = real_build(model_cfg, seed, device)
 
         def forward(*args, **kwargs):
             raise exc
