@@ -24,6 +24,7 @@ that column is a constant.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -44,22 +45,65 @@ def model_label(name: str) -> str:
     return spec.display_label if spec is not None else str(name)
 
 
-def split_variant(variant: str) -> tuple[str, str]:
-    """("flash", "+compile") from "flash+compile"; ("transformer_plus_plus", "[materialized]") ...;
-    the longest registered model or peer name that prefixes the variant, else the part before '[' or '+'."""
-    v = str(variant)
-    known = sorted((m for m in impl.list_models(peers=True) if v == m or v.startswith(m + "[") or v.startswith(m + "+")),
-                   key=len, reverse=True)
-    if known:
-        return known[0], v[len(known[0]):]
-    cut = min([i for i in (v.find("["), v.find("+")) if i > 0] or [len(v)])
-    return v[:cut], v[cut:]
+@dataclass(frozen=True)
+class Variant:
+    """How one configuration of a model is shown in tables and figures, from its runs' data (its model
+    and configuration columns) and the model's registry entry; never parsed from the variant's name.
+    `name` is the run's variant (RunConfig.variant: the model's name, then what was configured)."""
+
+    name: str
+    model: str
+    compiled: bool = False
+    configured: bool = False  # model options, an SDPA backend or a torch.compile mode were set
+
+    @property
+    def decoration(self) -> str:
+        """What the name adds to the model's, e.g. '[materialized]+compile'."""
+        return self.name[len(self.model):] if self.name.startswith(self.model) else ""
+
+    @property
+    def spec(self) -> impl.ModelSpec:
+        """The registry's spec of the model; a bare one of its name when the registry does not know it
+        (fallback colour and marker, stable per name)."""
+        return impl.describe(self.model) or impl.ModelSpec(name=self.model, description="", build=None, flops=None)
+
+    @property
+    def label(self) -> str:
+        """'FLASH +compile', 'Transformer++ [materialized]', 'FLASH' for a plain variant."""
+        return self.spec.display_label + (f" {self.decoration}" if self.decoration else "")
+
+    @property
+    def sort_key(self) -> tuple[int, str, str]:
+        """The registry's order of the model (models it does not know last, by name), then the decoration."""
+        known = impl.describe(self.model) is not None
+        return (self.spec.order if known else 10**6), self.model, self.decoration
 
 
-def variant_label(variant: str) -> str:
-    """'FLASH +compile', 'Transformer++ [materialized]', 'FLASH' for a plain variant."""
-    base, extra = split_variant(variant)
-    return model_label(base) + (f" {extra}" if extra else "")
+class Variants(dict):
+    """variant name -> Variant; a name without runs (e.g. a model's name) stands for that model, plain."""
+
+    def __missing__(self, name: str) -> Variant:
+        return Variant(str(name), str(name))
+
+
+def _flag_set(value, unset: tuple[str, ...]) -> bool:
+    return not (value is None or (isinstance(value, float) and math.isnan(value)) or str(value) in unset)
+
+
+def variants_of(*frames: pd.DataFrame) -> Variants:
+    """The Variant of every variant in runs tables or result tables (rows with variant and model)."""
+    out = Variants()
+    for df in frames:
+        if df is None or df.empty or "variant" not in df.columns:
+            continue
+        df = prepare_runs(df)
+        for row in df.drop_duplicates("variant").to_dict("records"):
+            mode = row.get("compile_mode")
+            compiled = _flag_set(mode, ("eager",)) if _flag_set(mode, ()) else str(row.get("compile")) in ("True", "1")
+            configured = (_flag_set(row.get("model_options"), ("{}",)) or _flag_set(row.get("sdpa_backend"), ("default",))
+                          or _flag_set(mode, ("eager", "default")))
+            out.setdefault(row["variant"], Variant(row["variant"], row["model"], compiled, configured))
+    return out
 
 
 def objective_label(name: str) -> str:
@@ -75,14 +119,6 @@ def context_label(n) -> str:
     return f"{n // 1024}K" if n >= 1024 and n % 1024 == 0 else str(n)
 
 
-def model_sort_key(name: str) -> tuple[int, str, str]:
-    """The registry's order of the base model (ties by name), models it does not know last, then the
-    variant's decoration."""
-    base, extra = split_variant(name)
-    spec = impl.describe(base)
-    return (spec.order if spec is not None else 10**6), base, extra
-
-
 def _sort(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """Sort by keys (stable), with models and baselines in the registry's order rather than alphabetically."""
     if df.empty:
@@ -91,8 +127,12 @@ def _sort(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     for k in keys:
         if k not in tmp.columns:
             continue
-        if k in ("model", "variant", "baseline"):
-            tmp[f"_rank_{k}"] = tmp[k].map(lambda m: "%04d|%s|%s" % model_sort_key(m))
+        if k == "variant" and "model" in tmp.columns:  # the variant of each row's model
+            keys_ = [Variant(str(v), str(m)).sort_key for v, m in zip(tmp["variant"], tmp["model"])]
+            tmp["_rank_variant"] = ["%07d|%s|%s" % key for key in keys_]
+            by.append("_rank_variant")
+        elif k in ("model", "variant"):
+            tmp[f"_rank_{k}"] = tmp[k].map(lambda m: "%07d|%s|%s" % Variant(str(m), str(m)).sort_key)
             by.append(f"_rank_{k}")
         else:
             by.append(k)
@@ -540,8 +580,8 @@ def markdown_table(df: pd.DataFrame, floatfmt: str = ".3g", index: bool = False)
 
 
 __all__ = ["BASELINES", "OBJECTIVE_LABELS", "SPEEDUP_COLUMNS",
-           "SPEEDUP_SEED_COLUMNS", "LATENCY_COLUMNS", "QUALITY_COLUMNS", "model_label", "variant_label",
-           "split_variant", "objective_label", "context_label", "model_sort_key", "prepare_runs", "train_runs",
+           "SPEEDUP_SEED_COLUMNS", "LATENCY_COLUMNS", "QUALITY_COLUMNS", "model_label", "Variant", "Variants", "variants_of",
+           "objective_label", "context_label", "prepare_runs", "train_runs",
            "resolve_variant", "time_to_quality", "speedup_per_seed",
            "speedup_at_equal_quality", "speedup_table", "EQUAL_STEPS_COLUMNS", "bpb_at_step",
            "quality_at_equal_steps", "latency_table", "quality_table", "markdown_table"]

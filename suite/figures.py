@@ -38,10 +38,9 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator
 from matplotlib.transforms import blended_transform_factory
 
-import implementations as impl
 
-from .analysis import (BASELINES, prepare_runs, context_label, latency_table, model_sort_key, objective_label,
-                       resolve_variant, speedup_table, split_variant, train_runs, variant_label)
+from .analysis import (BASELINES, Variant, Variants, context_label, latency_table, objective_label, prepare_runs,
+                       resolve_variant, speedup_table, train_runs, variants_of)
 
 
 OBJECTIVE_ORDER = ("clm", "mlm")
@@ -52,37 +51,22 @@ _RC = {"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsi
        "svg.hashsalt": "flash-repro"}
 
 
-def _spec(name: str) -> impl.ModelSpec:
-    """The registry's spec of a variant's base model; for a name it does not know, a bare spec of that
-    name (fallback colour and marker, stable per name)."""
-    base = split_variant(name)[0]
-    return impl.describe(base) or impl.ModelSpec(name=base, description="", build=None, flops=None)
+def linestyle(variant: Variant) -> str:
+    """Variants of one model share its colour and differ in line style: plain solid, compiled dashed,
+    configured otherwise (another kernel, model options, SDPA backend, compile mode) dotted, both dash-dot."""
+    if variant.compiled and variant.configured:
+        return "-."
+    return "--" if variant.compiled else ":" if variant.configured else "-"
 
 
-def model_color(name: str) -> str:
-    """The registry's colour of a model (of a variant: its base model's)."""
-    return _spec(name).display_color
-
-
-def model_marker(name: str) -> str:
-    return _spec(name).display_marker
-
-
-def model_linestyle(name: str) -> str:
-    """Variants of one model share its colour and differ in line style: plain solid, '+compile'
-    dashed, another kernel ('[...]') dotted, both dash-dot."""
-    extra = split_variant(name)[1]
-    compiled, kernel = "+compile" in extra, "[" in extra
-    return "-." if compiled and kernel else "--" if compiled else ":" if kernel else "-"
-
-
-def _style(name: str, solid: bool = False) -> dict:
+def _style(variant: Variant, solid: bool = False) -> dict:
     """solid: a figure whose lines are all one kind of variant (e.g. every run compiled) draws them solid."""
-    return dict(color=model_color(name), marker=model_marker(name), ls="-" if solid else model_linestyle(name))
+    return dict(color=variant.spec.display_color, marker=variant.spec.display_marker,
+                ls="-" if solid else linestyle(variant))
 
 
-def _one_line_style(variants) -> bool:
-    return len({model_linestyle(v) for v in variants}) <= 1
+def _one_line_style(names, V: Variants) -> bool:
+    return len({linestyle(V[v]) for v in names}) <= 1
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -117,8 +101,12 @@ def _objectives(df: pd.DataFrame) -> list[str]:
     return sorted(objs, key=lambda o: (OBJECTIVE_ORDER.index(o) if o in OBJECTIVE_ORDER else 99, o))
 
 
-def _variants(df: pd.DataFrame) -> list[str]:
-    return sorted(set(df["variant"].astype(str)), key=model_sort_key)
+def _sorted(names, V: Variants) -> list[str]:
+    return sorted(set(names), key=lambda v: V[v].sort_key)
+
+
+def _variants(df: pd.DataFrame, V: Variants) -> list[str]:
+    return _sorted(df["variant"].astype(str), V)
 
 
 def _main_size(df: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:
@@ -158,8 +146,8 @@ def _save(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
     return [png, svg]
 
 
-def _model_handles(variants: list[str], solid: bool = False) -> list[Line2D]:
-    return [Line2D([], [], **_style(v, solid), markersize=6, lw=1.8, label=variant_label(v)) for v in variants]
+def _model_handles(variants: list[str], V: Variants, solid: bool = False) -> list[Line2D]:
+    return [Line2D([], [], **_style(V[v], solid), markersize=6, lw=1.8, label=V[v].label) for v in variants]
 
 
 def _legend(fig: Figure, handles: list) -> None:
@@ -186,6 +174,7 @@ def plot_speedup(runs: pd.DataFrame, curves: pd.DataFrame, out_dir: Path,
     if tab is None or tab.empty or not (tab["variant"] != tab["baseline"]).any():
         return []            # nothing but the baselines themselves (e.g. no learning curves)
     tab, size = _main_size(tab)
+    V = variants_of(runs, tab)
     objs = _objectives(tab)
     bases = list(dict.fromkeys(tab["baseline"].astype(str)))      # resolved baseline variants, in order
     contexts = pd.to_numeric(tab["context"], errors="coerce").tolist()
@@ -193,7 +182,7 @@ def plot_speedup(runs: pd.DataFrame, curves: pd.DataFrame, out_dir: Path,
         fig = _new_figure(len(objs), len(bases))
         axes = _panel_grid(fig, len(objs), len(bases))
         models_seen, any_unreached, any_below = [], False, False
-        solid = _one_line_style(_variants(tab))
+        solid = _one_line_style(_variants(tab, V), V)
         for i, obj in enumerate(objs):
             for j, base in enumerate(bases):
                 ax = axes[i, j]
@@ -202,7 +191,7 @@ def plot_speedup(runs: pd.DataFrame, curves: pd.DataFrame, out_dir: Path,
                 bottom = blended_transform_factory(ax.transData, ax.transAxes)
                 unreached: dict[float, list[str]] = {}    # context -> models that never reached the target
                 ymax = 1.0
-                for m in _variants(sub):
+                for m in _variants(sub, V):
                     if m == base:
                         continue
                     d = sub[sub["variant"] == m].sort_values("context")
@@ -213,15 +202,15 @@ def plot_speedup(runs: pd.DataFrame, curves: pd.DataFrame, out_dir: Path,
                     ok = np.isfinite(y)
                     if ok.any():
                         yerr = np.vstack([y - lo, hi - y])[:, ok] if (d["n_seeds"] > 1).any() else None
-                        ax.errorbar(x[ok], y[ok], yerr=yerr, **_style(m, solid), ms=6, lw=1.8, capsize=2.5, zorder=3)
+                        ax.errorbar(x[ok], y[ok], yerr=yerr, **_style(V[m], solid), ms=6, lw=1.8, capsize=2.5, zorder=3)
                         ymax = max(ymax, float(np.nanmax(np.where(np.isfinite(hi), hi, y)[ok])))
                     below = pd.to_numeric(d.get("speedup_below_mean"), errors="coerce").to_numpy(dtype=float) \
                         if "speedup_below_mean" in d else np.full(len(d), np.nan)
                     has_below = ~ok & np.isfinite(below)
                     if has_below.any():  # slower than the baseline: the ratio at the model's own final quality
                         any_below = True
-                        ax.plot(x[has_below], below[has_below], ls="none", marker=model_marker(m), ms=7,
-                                mfc="none", mec=model_color(m), mew=1.5, zorder=3)
+                        ax.plot(x[has_below], below[has_below], ls="none", marker=V[m].spec.display_marker, ms=7,
+                                mfc="none", mec=V[m].spec.display_color, mew=1.5, zorder=3)
                     for xc in x[~ok & ~has_below]:
                         unreached.setdefault(float(xc), []).append(m)
                     models_seen.append(m)
@@ -229,16 +218,16 @@ def plot_speedup(runs: pd.DataFrame, curves: pd.DataFrame, out_dir: Path,
                     any_unreached = True
                     for k, m in enumerate(ms):
                         xk = xc * 2 ** (0.14 * (k - (len(ms) - 1) / 2))
-                        ax.plot([xk], [0.035], ls="none", marker="v", ms=6, mfc="none", mec=model_color(m),
+                        ax.plot([xk], [0.035], ls="none", marker="v", ms=6, mfc="none", mec=V[m].spec.display_color,
                                 mew=1.5, transform=bottom, clip_on=False, zorder=4)
                 _context_axis(ax, contexts)
                 ax.set_ylim(0, ymax * 1.15)
-                ax.set_title(f"{objective_label(obj)}: speedup over {variant_label(base)}")
+                ax.set_title(f"{objective_label(obj)}: speedup over {V[base].label}")
                 if i == len(objs) - 1:
                     ax.set_xlabel("Context length (tokens)")
                 if j == 0:
                     ax.set_ylabel("Training speedup at equal quality (x)")
-        handles = _model_handles(sorted(set(models_seen), key=model_sort_key), solid)
+        handles = _model_handles(_sorted(models_seen, V), V, solid)
         handles.append(Line2D([], [], color="black", ls="--", lw=1.0, label="baseline (1.0x)"))
         if any_below:
             handles.append(Line2D([], [], ls="none", marker="o", mfc="none", mec="black", ms=7,
@@ -265,6 +254,7 @@ def plot_quality_vs_time(runs: pd.DataFrame, curves: pd.DataFrame, out_dir: Path
     if tr.empty or "run_id" not in curves.columns:
         return []
     tr, size = _main_size(tr)
+    V = variants_of(tr)
     reference = resolve_variant(tr, reference) or reference
     keep = ["run_id", "variant", "model", "objective", "context", "seed"]
     cur = curves.drop(columns=[c for c in keep[1:] if c in curves.columns]).merge(tr[keep], on="run_id")
@@ -284,7 +274,7 @@ def plot_quality_vs_time(runs: pd.DataFrame, curves: pd.DataFrame, out_dir: Path
         fig = _new_figure(len(objs), len(ctxs), panel_w=3.6, panel_h=2.9)
         axes = _panel_grid(fig, len(objs), len(ctxs), sharey="row")
         models_seen, ref_drawn = [], False
-        solid = _one_line_style(_variants(cur))
+        solid = _one_line_style(_variants(cur, V), V)
         for i, obj in enumerate(objs):
             row = cur[cur["objective"].astype(str) == obj]
             row_lo = float(row[metric].min()) if len(row) else math.nan
@@ -301,17 +291,17 @@ def plot_quality_vs_time(runs: pd.DataFrame, curves: pd.DataFrame, out_dir: Path
                             ha="center", va="center", transform=ax.transAxes, color="0.4")
                     ax.set_axis_off()
                     continue
-                for m in _variants(d):
+                for m in _variants(d, V):
                     for rid, g in d[d["variant"] == m].groupby("run_id", sort=False):
                         g = g.sort_values("time_s")
-                        ax.plot(g["time_s"], g[metric], **_style(m, solid), lw=1.5, alpha=0.9, ms=3.5,
+                        ax.plot(g["time_s"], g[metric], **_style(V[m], solid), lw=1.5, alpha=0.9, ms=3.5,
                                 markevery=[len(g) - 1])
                     models_seen.append(m)
                 ref = tr[(tr["variant"] == reference) & (tr["objective"].astype(str) == obj)
                          & (tr["context"].astype(float) == ctx)]
                 ref_val = pd.to_numeric(ref[final_col], errors="coerce").mean() if len(ref) else math.nan
                 if np.isfinite(ref_val):
-                    ax.axhline(ref_val, color=model_color(reference), ls=":", lw=1.2, zorder=1)
+                    ax.axhline(ref_val, color=V[reference].spec.display_color, ls=":", lw=1.2, zorder=1)
                     ref_drawn = True
                 if np.isfinite(row_lo) and np.isfinite(top) and top > row_lo:
                     pad = 0.05 * (top - row_lo)
@@ -322,10 +312,10 @@ def plot_quality_vs_time(runs: pd.DataFrame, curves: pd.DataFrame, out_dir: Path
                     ax.set_xlabel("Training time (s)")
                 if j == 0:
                     ax.set_ylabel(ylabel.replace(" (lower is better)", "\n(lower is better)"))
-        handles = _model_handles(sorted(set(models_seen), key=model_sort_key), solid)
+        handles = _model_handles(_sorted(models_seen, V), V, solid)
         if ref_drawn:
-            handles.append(Line2D([], [], color=model_color(reference), ls=":", lw=1.2,
-                                  label=f"{variant_label(reference)} final (speedup target)"))
+            handles.append(Line2D([], [], color=V[reference].spec.display_color, ls=":", lw=1.2,
+                                  label=f"{V[reference].label} final (speedup target)"))
         _legend(fig, handles)
         fig.suptitle("Quality vs training time\n" + _subtitle(tr, size=size))
         return _save(fig, out_dir, "quality_vs_time")
@@ -348,11 +338,12 @@ def _plot_vs_context(runs: pd.DataFrame, out_dir: Path, *, column: str, ylabel: 
     objs = _objectives(tab)
     sel = prepare_runs(runs)
     sel = sel[sel["kind"] == source]
+    V = variants_of(runs, tab)
     with matplotlib.rc_context(_RC):
         fig = _new_figure(1, len(objs), panel_w=5.0, panel_h=3.4)
         axes = _panel_grid(fig, 1, len(objs))
         models_seen, any_oom = [], False
-        solid = _one_line_style(_variants(tab))
+        solid = _one_line_style(_variants(tab, V), V)
         for j, obj in enumerate(objs):
             ax = axes[0, j]
             sub = tab[tab["objective"].astype(str) == obj]
@@ -361,18 +352,18 @@ def _plot_vs_context(runs: pd.DataFrame, out_dir: Path, *, column: str, ylabel: 
             log_y = len(finite) > 1 and finite.max() / finite.min() > 8
             top = blended_transform_factory(ax.transData, ax.transAxes)
             oom_stack: dict[float, list[str]] = {}        # context -> models out of memory there
-            for m in _variants(sub):
+            for m in _variants(sub, V):
                 d = sub[sub["variant"] == m].sort_values("context")
                 x = d["context"].astype(float).to_numpy()
                 y = pd.to_numeric(d[column], errors="coerce").to_numpy(dtype=float)
                 ok = np.isfinite(y)
                 if ok.any():
-                    ax.plot(x[ok], y[ok], **_style(m, solid), ms=6, lw=1.8, zorder=3)
+                    ax.plot(x[ok], y[ok], **_style(V[m], solid), ms=6, lw=1.8, zorder=3)
                     if band is not None:
                         lo = pd.to_numeric(d[band[0]], errors="coerce").to_numpy(dtype=float)
                         hi = pd.to_numeric(d[band[1]], errors="coerce").to_numpy(dtype=float)
                         if np.isfinite(lo[ok]).all() and np.isfinite(hi[ok]).all() and ok.sum() > 1:
-                            ax.fill_between(x[ok], lo[ok], hi[ok], color=model_color(m), alpha=0.15, lw=0)
+                            ax.fill_between(x[ok], lo[ok], hi[ok], color=V[m].spec.display_color, alpha=0.15, lw=0)
                     models_seen.append(m)
                 is_oom = (d["status"].astype(str) == "oom").to_numpy()
                 for xc in x[is_oom]:
@@ -382,7 +373,7 @@ def _plot_vs_context(runs: pd.DataFrame, out_dir: Path, *, column: str, ylabel: 
                 any_oom = True
                 for k, m in enumerate(ms):
                     xk = xc * 2 ** (0.14 * (k - (len(ms) - 1) / 2))
-                    ax.plot([xk], [0.90], ls="none", marker="x", ms=6, mew=2, color=model_color(m),
+                    ax.plot([xk], [0.90], ls="none", marker="x", ms=6, mew=2, color=V[m].spec.display_color,
                             transform=top, clip_on=False, zorder=5)
                 ax.text(xc, 0.935, "OOM", transform=top, ha="center", va="bottom", fontsize=7, fontweight="bold")
             _context_axis(ax, pd.to_numeric(sub["context"], errors="coerce").tolist())  # this panel's lengths
@@ -398,7 +389,7 @@ def _plot_vs_context(runs: pd.DataFrame, out_dir: Path, *, column: str, ylabel: 
             ax.set_xlabel("Context length (tokens)")
             if j == 0:
                 ax.set_ylabel(ylabel)
-        handles = _model_handles(sorted(set(models_seen), key=model_sort_key), solid)
+        handles = _model_handles(_sorted(models_seen, V), V, solid)
         if any_oom:
             handles.append(Line2D([], [], ls="none", marker="x", mew=2, ms=7, color="black",
                                   label="OOM (out of memory)"))
@@ -458,5 +449,5 @@ def plot_step_speedup(runs: pd.DataFrame, out_dir: Path, table: pd.DataFrame | N
                             table=tab)
 
 
-__all__ = ["model_color", "model_marker", "model_linestyle", "hardware_label", "plot_speedup",
+__all__ = ["linestyle", "hardware_label", "plot_speedup",
            "plot_quality_vs_time", "plot_latency", "plot_memory", "plot_step_speedup"]

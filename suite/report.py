@@ -24,8 +24,8 @@ import numpy as np
 import pandas as pd
 
 from . import figures as F
-from .analysis import (BASELINES, context_label, latency_table, lr_sweep_table, markdown_table, model_sort_key,
-                       objective_label, quality_at_equal_steps, quality_table, speedup_table, variant_label)
+from .analysis import (BASELINES, Variants, context_label, latency_table, lr_sweep_table, markdown_table,
+                       objective_label, quality_at_equal_steps, quality_table, speedup_table, variants_of)
 from .schema import CURVE_COLUMNS, SUMMARY_COLUMNS
 
 
@@ -86,12 +86,13 @@ def _sections(tab: pd.DataFrame, extra: list[str] | None = None):
 
 
 def _pivot(sub: pd.DataFrame, cell) -> pd.DataFrame:
-    """Rows: variants (paper order of models); columns: context lengths (1K style); cells from cell(row)."""
+    """Rows: variants (the registry's order of models); columns: context lengths (1K style); cells from
+    cell(row)."""
     ctxs = sorted(pd.to_numeric(sub["context"], errors="coerce").dropna().astype(int).unique())
-    variants = sorted(set(sub["variant"].astype(str)), key=model_sort_key)
+    V = variants_of(sub)
     data = []
-    for v in variants:
-        line = {"model": variant_label(v)}
+    for v in sorted(set(sub["variant"].astype(str)), key=lambda v: V[v].sort_key):
+        line = {"model": V[v].label}
         for c in ctxs:
             r = sub[(sub["variant"] == v) & (pd.to_numeric(sub["context"], errors="coerce") == c)]
             line[context_label(c)] = cell(r.iloc[0]) if len(r) else "-"
@@ -126,10 +127,12 @@ def _seeds_note(n: int, spread: str) -> str:
     return f"{n} seed{'s' if n != 1 else ''}{', ' + spread if n > 1 else ''}"
 
 
-def speedup_markdown(tab: pd.DataFrame) -> str:
-    """Speedup at equal quality, one table per (baseline, objective): model x context."""
+def speedup_markdown(tab: pd.DataFrame, V: Variants | None = None) -> str:
+    """Speedup at equal quality, one table per (baseline, objective): model x context. `V`: the
+    variants of the runs (`variants_of`), which name the baseline; by default the table's own."""
     if tab is None or tab.empty:
         return ""
+    V = variants_of(tab) if V is None else V
     out = []
     for parts, label, sub in _sections(tab, extra=["baseline"]):
         base = parts["baseline"]
@@ -137,22 +140,24 @@ def speedup_markdown(tab: pd.DataFrame) -> str:
         if sub.empty:
             continue
         n = int(sub["n_seeds"].max())
-        out.append(f"**{label}: training speedup over {variant_label(base)} at equal quality** "
+        out.append(f"**{label}: training speedup over {V[base].label} at equal quality** "
                    f"(its final held-out loss; {_seeds_note(n, '[min-max]')})\n")
         out.append(markdown_table(_pivot(sub, _speedup_cell)))
         if sub["n_reached"].astype(int).eq(0).any() and "speedup_below_mean" in sub and \
                 pd.to_numeric(sub["speedup_below_mean"], errors="coerce").notna().any():
-            out.append(f"\n\\* did not reach {variant_label(base)}'s final quality in its budget; the ratio is "
+            out.append(f"\n\\* did not reach {V[base].label}'s final quality in its budget; the ratio is "
                        "taken at the model's own final quality instead (time the baseline needed to reach it, "
                        "over the model's training time; an upper bound when the baseline was already better at its "
                        "first evaluation).\n")
     return "\n".join(out)
 
 
-def equal_steps_markdown(tab: pd.DataFrame) -> str:
-    """Bits per byte at equal steps, minus the baseline's, per model x context (negative: better)."""
+def equal_steps_markdown(tab: pd.DataFrame, V: Variants | None = None) -> str:
+    """Bits per byte at equal steps, minus the baseline's, per model x context (negative: better). `V`:
+    the variants of the runs (`variants_of`), which name the baseline."""
     if tab is None or tab.empty:
         return ""
+    V = variants_of(tab) if V is None else V
     def cell(r):
         text = f"{r['delta_mean']:+.3f} ({int(round(r['steps_mean']))} steps)"
         if int(r["n_seeds"]) > 1:
@@ -160,7 +165,7 @@ def equal_steps_markdown(tab: pd.DataFrame) -> str:
         return text
     out = []
     for _, label, sub in _sections(tab):
-        base = variant_label(str(sub["baseline"].iloc[0]))
+        base = V[str(sub["baseline"].iloc[0])].label
         n = int(sub["n_seeds"].max())
         out.append(f"**{label}: held-out bits per byte at equal steps, minus {base}'s** (negative: better per "
                    f"step; compared at the shorter run's step count; {_seeds_note(n, '[min to max]')})\n")
@@ -221,8 +226,9 @@ def lr_sweep_markdown(tab: pd.DataFrame) -> str:
     for (objective, context), sub in tab.groupby(["objective", "context"], sort=False):
         lrs = sorted(sub["lr"].astype(float).unique())
         data = []
-        for v in sorted(set(sub["variant"].astype(str)), key=model_sort_key):
-            line = {"model": variant_label(v)}
+        V = variants_of(sub)
+        for v in sorted(set(sub["variant"].astype(str)), key=lambda v: V[v].sort_key):
+            line = {"model": V[v].label}
             for lr in lrs:
                 r = sub[(sub["variant"] == v) & np.isclose(sub["lr"].astype(float), lr)]
                 text = _fmt(r["final_bpb_mean"].iloc[0], 4) if len(r) else "-"
@@ -268,10 +274,11 @@ def write_report(folder: Path, runs: pd.DataFrame | None = None,
     qual = quality_table(runs)
     steps = quality_at_equal_steps(runs, curves, BASELINES[0])
     tables = []
-    tables += _write_table(tables_dir, "speedup", speed, speedup_markdown(speed), "Speedup at equal quality")
+    V = variants_of(runs)
+    tables += _write_table(tables_dir, "speedup", speed, speedup_markdown(speed, V), "Speedup at equal quality")
     tables += _write_table(tables_dir, "latency", lat, latency_markdown(lat), "Step latency and memory")
     tables += _write_table(tables_dir, "quality", qual, quality_markdown(qual), "Final quality")
-    tables += _write_table(tables_dir, "equal_steps", steps, equal_steps_markdown(steps), "Quality at equal steps")
+    tables += _write_table(tables_dir, "equal_steps", steps, equal_steps_markdown(steps, V), "Quality at equal steps")
     sweep = lr_sweep_table(runs)
     tables += _write_table(tables_dir, "lr_sweep", sweep, lr_sweep_markdown(sweep), "Learning-rate sweep")
 
@@ -305,7 +312,7 @@ def summary_markdown(folder: Path, runs: pd.DataFrame | None = None, curves: pd.
     speed = speedup_table(runs, curves, BASELINES[:1])
     lat = latency_table(runs)
     if len(speed):
-        lines += [speedup_markdown(speed)]
+        lines += [speedup_markdown(speed, variants_of(runs))]
     else:
         lines += ["No speedup table: it needs finished training runs of the baseline (Transformer++).", ""]
     if len(lat):

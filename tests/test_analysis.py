@@ -6,8 +6,7 @@ import pandas as pd
 import pytest
 
 from suite.analysis import (bpb_at_step, latency_table, markdown_table, quality_at_equal_steps, quality_table,
-                            resolve_variant, speedup_at_equal_quality, speedup_table, split_variant, time_to_quality,
-                            variant_label)
+                            resolve_variant, speedup_at_equal_quality, speedup_table, time_to_quality, variants_of)
 from suite.schema import CURVE_COLUMNS, SUMMARY_COLUMNS
 
 
@@ -145,15 +144,29 @@ def test_variants_are_separate_rows_and_baselines_resolve():
     assert list(tab.index) == ["transformer_plus_plus+compile", "performer+compile", "flash", "flash+compile"]
 
 
-def test_split_variant_and_labels():
-    assert split_variant("flash+compile") == ("flash", "+compile")
-    assert split_variant("flash_quad") == ("flash_quad", "")
-    assert split_variant("transformer_plus_plus[materialized]+compile") == ("transformer_plus_plus",
-                                                                            "[materialized]+compile")
-    assert split_variant("peer:hf_llama+compile") == ("peer:hf_llama", "+compile")
-    assert split_variant("mystery[x]") == ("mystery", "[x]")
-    assert variant_label("transformer_plus_plus[materialized]") == "Transformer++ [materialized]"
-    assert variant_label("flash") == "FLASH"
+def test_variants_are_described_by_their_runs_data_not_their_names():
+    """Label, order and line-style flags come from the model and configuration columns; a model name
+    that looks like another's prefix, or a decoration that looks like a flag, misleads nothing."""
+    runs = make_runs([
+        train_run("transformer_plus_plus", final=1.0) | {"variant": "transformer_plus_plus[materialized]+compile",
+                                                        "compile_mode": "default",
+                                                        "model_options": '{"attention_kernel": "materialized"}'},
+        train_run("flash", final=1.0) | {"variant": "flash", "compile_mode": "eager", "model_options": "{}"},
+        train_run("flash_quad", final=1.0) | {"variant": "flash_quad+compile", "compile_mode": "default",
+                                             "model_options": "{}"},
+        train_run("mystery[x]", final=1.0) | {"variant": "mystery[x]+y", "compile_mode": "eager",
+                                             "model_options": "{}"},
+    ])
+    V = variants_of(runs)
+    tpp = V["transformer_plus_plus[materialized]+compile"]
+    assert (tpp.model, tpp.label, tpp.compiled, tpp.configured) == (
+        "transformer_plus_plus", "Transformer++ [materialized]+compile", True, True)
+    assert (V["flash"].label, V["flash"].compiled, V["flash"].configured) == ("FLASH", False, False)
+    assert V["flash_quad+compile"].model == "flash_quad" and V["flash_quad+compile"].label == "FLASH-Quad +compile"
+    assert V["mystery[x]+y"].model == "mystery[x]" and V["mystery[x]+y"].label == "mystery[x] +y"
+    order = sorted(V, key=lambda v: V[v].sort_key)
+    assert order == ["transformer_plus_plus[materialized]+compile", "flash_quad+compile", "flash", "mystery[x]+y"]
+    assert V["combiner"].label == "Combiner"  # a name without runs stands for its model
 
 
 # --------------------------------------------------------------------------- latency and quality

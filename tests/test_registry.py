@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import implementations as impl
-from suite import cli, figures
-from suite.analysis import model_label, model_sort_key
+from suite import cli
+from suite.analysis import Variant, model_label
 
 THROWAWAY = '''
 from implementations.models.transformer import build_transformer, transformer_flops
@@ -56,7 +56,8 @@ def test_a_baseline_from_one_file_appears_labelled_and_styled(throwaway, tmp_pat
     assert rows == ["Transformer++", "Throwaway Net", "FLASH"]  # its label, at its order (between 2 and 6)
     svg = (out / "figures" / "quality_vs_time.svg").read_text()
     assert "Throwaway Net" in svg and "#123456" in svg
-    assert figures.model_color("throwaway") == "#123456" and figures.model_marker("throwaway") == "v"
+    spec = Variant("throwaway+compile", "throwaway").spec
+    assert (spec.display_color, spec.display_marker) == ("#123456", "v")
     assert model_label("throwaway") == "Throwaway Net"
 
 
@@ -69,7 +70,7 @@ def test_every_paper_model_and_peer_has_its_own_identity():
         assert s.label and s.color and s.marker, f"{s.name} has no label, colour or marker of its own"
     paper = specs[:7]
     assert len({s.color for s in paper}) == 7 and len({s.label for s in specs}) == len(specs)
-    assert [s.name for s in sorted(specs, key=lambda s: model_sort_key(s.name))] == names
+    assert [s.name for s in sorted(specs, key=lambda s: Variant(s.name, s.name).sort_key)] == names
 
 
 def test_peers_are_registered_but_out_of_list_models_and_refused_clearly():

@@ -175,10 +175,17 @@ def test_notebook_redraws_everything(tmp_path, monkeypatch):
 
 
 def test_line_styles_tell_variants_apart_only_when_mixed():
-    from suite.figures import _one_line_style, _style
+    from suite.analysis import Variant, Variants
+    from suite.figures import _one_line_style, _style, linestyle
 
-    assert _one_line_style(["flash+compile", "transformer_plus_plus+compile"])  # all compiled: drawn solid
-    assert _one_line_style(["flash", "transformer_plus_plus"])
-    assert not _one_line_style(["flash", "flash+compile"])
-    assert _style("flash+compile")["ls"] == "--" and _style("flash+compile", solid=True)["ls"] == "-"
-    assert _style("flash")["color"] == _style("flash+compile")["color"]
+    V = Variants({v.name: v for v in (Variant("flash+compile", "flash", compiled=True),
+                                      Variant("transformer_plus_plus+compile", "transformer_plus_plus", compiled=True),
+                                      Variant("flash[chunk=128]", "flash", configured=True),
+                                      Variant("flash[chunk=128]+compile", "flash", compiled=True, configured=True))})
+    assert _one_line_style(["flash+compile", "transformer_plus_plus+compile"], V)  # all compiled: drawn solid
+    assert _one_line_style(["flash", "transformer_plus_plus"], V)
+    assert not _one_line_style(["flash", "flash+compile"], V)
+    assert [linestyle(V[v]) for v in ("flash", "flash+compile", "flash[chunk=128]", "flash[chunk=128]+compile")] == \
+        ["-", "--", ":", "-."]
+    assert _style(V["flash+compile"])["ls"] == "--" and _style(V["flash+compile"], solid=True)["ls"] == "-"
+    assert _style(V["flash"])["color"] == _style(V["flash+compile"])["color"]
