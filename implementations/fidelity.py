@@ -16,7 +16,7 @@ def fidelity_rows() -> list[tuple[str, str, str, str, str]]:
 
 
 def fidelity_markdown() -> str:
-    lines = ["| model | topic | paper | ours | override |", "|---|---|---|---|---|"]
+    lines = ["| model | topic | paper | ours | option |", "|---|---|---|---|---|"]
     for row in fidelity_rows():
         lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
     return "\n".join(lines)

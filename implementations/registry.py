@@ -26,7 +26,7 @@ class FidelityNote:
     topic: str
     paper: str
     ours: str
-    configurable: str = ""  # the override that changes it, if any
+    configurable: str = ""  # the model option(s) that change it, if any
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class ModelSpec:
     """What the suite knows about a model.
 
     build:   ModelConfig -> nn.Module with forward(tokens[B, T]) -> logits[B, T, vocab].
-    options: every override the model accepts, with its default (the only valid overrides).
+    options: every model option the model accepts, with its default (the only valid options).
     flops:   (ModelConfig, T) -> dict of forward FLOPs per token by component (see `flops.py`).
     """
 
@@ -139,13 +139,13 @@ def is_peer(name: str) -> bool:
 
 
 def make_config(name: str, *, vocab_size: int, d_model: int, n_layers: int, max_len: int,
-                causal: bool = True, **overrides: Any) -> ModelConfig:
+                causal: bool = True, **options: Any) -> ModelConfig:
     """Validate the arguments of `build_model` and return the full config."""
     spec = get_spec(name)
-    unknown = sorted(set(overrides) - set(spec.options))
+    unknown = sorted(set(options) - set(spec.options))
     if unknown:
         valid = ", ".join(sorted(spec.options)) or "(none)"
-        raise ValueError(f"unknown override(s) {unknown} for model {name!r}; valid overrides: {valid}")
+        raise ValueError(f"unknown model option(s) {unknown} for model {name!r}; valid options: {valid}")
     for key, value in (("vocab_size", vocab_size), ("d_model", d_model), ("n_layers", n_layers),
                        ("max_len", max_len)):
         if not isinstance(value, int) or value < 1:
@@ -154,16 +154,16 @@ def make_config(name: str, *, vocab_size: int, d_model: int, n_layers: int, max_
         raise ValueError(f"model {name!r} has no causal mode")
     if not causal and not spec.bidirectional:
         raise ValueError(f"model {name!r} has no bidirectional mode")
-    options = {**spec.options, **overrides}
+    options = {**spec.options, **options}
     return ModelConfig(name=name, vocab_size=vocab_size, d_model=d_model, n_layers=n_layers,
                        max_len=max_len, causal=causal, options=options)
 
 
 def build_model(name: str, *, vocab_size: int, d_model: int, n_layers: int, max_len: int,
-                causal: bool = True, **overrides: Any) -> nn.Module:
+                causal: bool = True, **options: Any) -> nn.Module:
     """Build a registered model. `n_layers` counts Transformer-block equivalents."""
     return build_from_config(make_config(name, vocab_size=vocab_size, d_model=d_model, n_layers=n_layers,
-                                         max_len=max_len, causal=causal, **overrides))
+                                         max_len=max_len, causal=causal, **options))
 
 
 def build_from_config(cfg: ModelConfig) -> nn.Module:

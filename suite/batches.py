@@ -17,6 +17,7 @@ from .tokenizer import make_tokenizer
 
 VAL_FRACTION = 0.1
 SPLIT_SEED = 0
+EVAL_MASK_SEED = 1234  # masked LM: the same masks for every model and every evaluation
 
 
 @dataclass
@@ -67,7 +68,7 @@ def corpus_batches(cfg: RunConfig, eltec_path: str | None = None) -> Batches:
 
     def evaluate():
         windows = eval_batches(val, B, T, max_batches=max(1, math.ceil(cfg.eval_tokens / (B * T))))
-        gen = torch.Generator().manual_seed(1234)  # the same masks for every model and evaluation
+        gen = torch.Generator().manual_seed(EVAL_MASK_SEED)
         return [objective(w, gen) for w in windows]
 
     return Batches(sample=sample, evaluate=evaluate, vocab_size=tok.vocab_size, bytes_per_token=val.bytes_per_token,

@@ -8,6 +8,7 @@ import torch
 from .runs import RunConfig
 
 ADAM_BETAS = (0.9, 0.98)
+LR_FLOOR = 0.1  # the cosine decay ends at this fraction of the peak learning rate
 
 
 def no_weight_decay(model: torch.nn.Module) -> set[int]:
@@ -31,7 +32,8 @@ def make_optimizer(model: torch.nn.Module, cfg: RunConfig, device: torch.device)
 
 
 def lr_factor(cfg: RunConfig, step: int, progress: float) -> float:
-    """Linear warm-up, then cosine decay to 10% over the run's progress (by steps, or by time)."""
+    """Linear warm-up, then cosine decay to LR_FLOOR of the peak over the run's progress (by steps, or by
+    time)."""
     if step < cfg.warmup_steps:
         return (step + 1) / cfg.warmup_steps
-    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return LR_FLOOR + (1 - LR_FLOOR) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))

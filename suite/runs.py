@@ -52,7 +52,8 @@ class RunConfig:
     compile: bool | str = False           # True: torch.compile's default mode; or a mode in COMPILE_MODES
     attention_kernel: str | None = None   # softmax models: "sdpa" or "materialized"
     sdpa_backend: str | None = None       # None: PyTorch's choice; or cudnn, flash, efficient, math
-    overrides: tuple[tuple[str, Any], ...] = field(default_factory=tuple)  # extra model overrides
+    # the model options this run sets on top of the model's defaults (--set KEY=VALUE), as (key, value) pairs
+    overrides: tuple[tuple[str, Any], ...] = field(default_factory=tuple)
 
     def __post_init__(self):
         # equal values must hash equally: 60 and 60.0 are the same budget
@@ -102,6 +103,7 @@ class RunConfig:
         return self.compile if isinstance(self.compile, str) else None
 
     def model_overrides(self) -> dict[str, Any]:
+        """Every model option the run sets: `overrides`, and the attention kernel when one is asked for."""
         out = dict(self.overrides)
         if self.attention_kernel is not None:
             out["attention_kernel"] = self.attention_kernel

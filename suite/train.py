@@ -30,6 +30,12 @@ from .summary import base_summary, speed_numbers
 from .timing import is_oom, kernels_that_ran, sdpa_context, synchronize, time_steps
 from .tokenizer import bits_per_byte
 
+# Seeds derived from a run's seed: its model is drawn from `seed` itself; its training batches from
+# seed + BATCH_SEED_OFFSET (+ RANK_SEED_STRIDE * rank under data parallelism, so ranks draw different
+# batches and rank 0 draws the single-process stream); the batch that compiles the model outside the
+# clock from seed + COMPILE_BATCH_SEED_OFFSET.
+BATCH_SEED_OFFSET, RANK_SEED_STRIDE, COMPILE_BATCH_SEED_OFFSET = 1, 1_000_003, 99
+
 
 def run(cfg: RunConfig, data: Batches | None = None, *, progress=None,
         ddp: bool = False) -> tuple[dict[str, Any], list[dict]]:
@@ -61,8 +67,7 @@ def run(cfg: RunConfig, data: Batches | None = None, *, progress=None,
         model = build(model_cfg, cfg.seed, device)
         summary["n_params"] = sum(p.numel() for p in model.parameters())
         step = Step(model, cfg, device, ddp=ddp)
-        # data-parallel: a different stream of batches on every rank (rank 0's is the single-process one)
-        gen = torch.Generator().manual_seed(cfg.seed + 1 + 1_000_003 * (D.rank() if world > 1 else 0))
+        gen = torch.Generator().manual_seed(cfg.seed + BATCH_SEED_OFFSET + RANK_SEED_STRIDE * (D.rank() if world > 1 else 0))
         if cfg.kind == "speed":
             inputs, targets = (t.to(device) for t in data.sample(gen))
             ms = time_steps(lambda: step(inputs, targets), device, warmup=cfg.warmup_timing_steps,
@@ -95,7 +100,7 @@ def train(cfg: RunConfig, step: Step, data: Batches, gen: torch.Generator, devic
     """
     eval_batches = data.evaluate()
     if cfg.compile:  # compile outside the clock: one forward and backward, no update
-        inputs, targets = (t.to(device) for t in data.sample(torch.Generator().manual_seed(cfg.seed + 99)))
+        inputs, targets = (t.to(device) for t in data.sample(torch.Generator().manual_seed(cfg.seed + COMPILE_BATCH_SEED_OFFSET)))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=step.amp):
             step.loss(step.model(inputs), targets).backward()
         step.opt.zero_grad(set_to_none=True)

@@ -156,7 +156,7 @@ def test_default_block_and_options():
     spec = impl.get_spec("combiner")
     assert set(spec.options) == {"n_heads", "block", "norm", "tie_embeddings"}
     assert not spec.quadratic and spec.causal and spec.bidirectional and spec.family == "transformer"
-    with pytest.raises(ValueError, match="valid overrides"):
+    with pytest.raises(ValueError, match="valid options"):
         impl.build_model("combiner", vocab_size=10, d_model=16, n_layers=1, max_len=8, chunk=4)
     with pytest.raises(ValueError, match="block"):
         impl.build_model("combiner", vocab_size=10, d_model=16, n_layers=1, max_len=8, block=0)

@@ -205,7 +205,7 @@ def test_bad_chunk_prefix_is_refused_naming_the_valid_ways():
     for causal in (True, False):  # the op refuses it too, also where it would not use it
         with pytest.raises(ValueError, match="valid: auto, cumsum, matmul"):
             mixed_chunk_attention(*qs, v, None, 4, causal, chunk_prefix="scan")
-    with pytest.raises(ValueError, match="unknown override"):  # FLASH-Quad has no chunks to sum
+    with pytest.raises(ValueError, match="unknown model option"):  # FLASH-Quad has no chunks to sum
         impl.build_model("flash_quad", vocab_size=10, d_model=8, n_layers=1, max_len=8, chunk_prefix="auto")
 
 def test_global_normalisers_divide_the_linear_part_as_documented():

@@ -239,7 +239,7 @@ def test_unknown_model_names_the_valid_ones():
 
 
 def test_unknown_override_names_the_valid_ones():
-    with pytest.raises(ValueError, match="valid overrides: .*chunk"):
+    with pytest.raises(ValueError, match="valid options: .*chunk"):
         impl.build_model("flash", vocab_size=10, d_model=8, n_layers=1, max_len=8, chunk_size=4)
 
 

@@ -178,7 +178,7 @@ def test_spec_and_options():
     topics = " ".join(n.topic for n in spec.fidelity)
     for topic in ("random features", "feature redraw", "stabiliser", "backbone", "causal prefix sums"):
         assert topic in topics
-    with pytest.raises(ValueError, match="valid overrides"):
+    with pytest.raises(ValueError, match="valid options"):
         impl.build_model("performer", vocab_size=50, d_model=32, n_layers=1, max_len=16, attention_kernel="sdpa")
     # linear in T: the per-token attention FLOPs stop growing once T exceeds the chunk
     cfg = impl.make_config("performer", vocab_size=50, d_model=64, n_layers=2, max_len=8192)

@@ -55,7 +55,7 @@ def test_cpu_profile_of_a_tiny_model_writes_the_breakdown(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--model", "nope"], "valid models"),
-    (["--model", "flash", "--set", "chunkk=3"], "valid overrides"),
+    (["--model", "flash", "--set", "chunkk=3"], "valid options"),
     (["--model", "flash", "--tokens-per-step", "32"], "at most tokens_per_step"),
 ])
 def test_bad_requests_are_usage_errors_before_any_work(args, message, capsys):

@@ -81,7 +81,7 @@ def test_peers_are_registered_but_out_of_list_models_and_refused_clearly():
         impl.get_spec("peer:nope")
     with pytest.raises(ValueError, match="no bidirectional mode"):
         impl.make_config("peer:hf_llama", vocab_size=10, d_model=8, n_layers=1, max_len=8, causal=False)
-    with pytest.raises(ValueError, match="unknown override"):
+    with pytest.raises(ValueError, match="unknown model option"):
         impl.make_config("peer:flash_pytorch", vocab_size=10, d_model=8, n_layers=1, max_len=8, chunk=64)
     with pytest.raises(ValueError, match="registered twice|peer"):
         impl.register_model(impl.ModelSpec(name="peerless", description="", build=None, flops=None, tags=("peer",)))

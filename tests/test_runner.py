@@ -484,7 +484,7 @@ def cli_error(capsys, argv: list[str]) -> str:
     (["--contexts", "0"], "context 0"),
     (["--contexts", "1k", "--tokens-per-step", "512"], "at most tokens_per_step 512"),
     (["--preset", "gpu-everything"], "unknown preset 'gpu-everything'"),
-    (["--set", "chunk=8"], "unknown override(s) ['chunk'] for model 'transformer'"),
+    (["--set", "chunk=8"], "unknown model option(s) ['chunk'] for model 'transformer'"),
 ])
 def test_bad_input_is_one_error_line(capsys, tmp_path, corpus, extra, words):
     argv = ["--preset", "smoke", "--models", "transformer", "--contexts", "32", "--budget", "0.2",
