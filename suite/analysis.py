@@ -538,50 +538,9 @@ def quality_table(runs: pd.DataFrame) -> pd.DataFrame:
     return _sort(out, _GROUP + ["variant"])
 
 
-# ---------------------------------------------------------------------------------- markdown
-def _cell(value, floatfmt: str) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, (bool, np.bool_)):
-        return "yes" if value else "no"
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    if isinstance(value, (float, np.floating)):
-        if math.isnan(value):
-            return "-"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        if float(value).is_integer() and abs(value) < 1e15 and floatfmt.endswith("g"):
-            return str(int(value))
-        return format(float(value), floatfmt)
-    try:
-        if pd.isna(value):
-            return "-"
-    except (TypeError, ValueError):
-        pass
-    text = str(value).replace("|", "\\|").replace("\n", " ")
-    return text if text != "" else "-"
-
-
-def markdown_table(df: pd.DataFrame, floatfmt: str = ".3g", index: bool = False) -> str:
-    """A GitHub-flavoured Markdown table (no tabulate): one header row, one separator, one line per
-    row. NaN / None / empty strings render as '-'; floats with ``floatfmt``; numeric columns are
-    right-aligned. ``index=True`` adds the index as the first column(s)."""
-    if index:
-        df = df.reset_index()
-    cols = [str(c) for c in df.columns]
-    numeric = [pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])
-               for c in df.columns]
-    lines = ["| " + " | ".join(c.replace("|", "\\|") for c in cols) + " |",
-             "|" + "|".join("---:" if n else "---" for n in numeric) + "|"]
-    for row in df.itertuples(index=False, name=None):
-        lines.append("| " + " | ".join(_cell(v, floatfmt) for v in row) + " |")
-    return "\n".join(lines) + "\n"
-
-
 __all__ = ["BASELINES", "OBJECTIVE_LABELS", "SPEEDUP_COLUMNS",
            "SPEEDUP_SEED_COLUMNS", "LATENCY_COLUMNS", "QUALITY_COLUMNS", "model_label", "Variant", "Variants", "variants_of",
            "objective_label", "context_label", "prepare_runs", "train_runs",
            "resolve_variant", "time_to_quality", "speedup_per_seed",
            "speedup_at_equal_quality", "speedup_table", "EQUAL_STEPS_COLUMNS", "bpb_at_step",
-           "quality_at_equal_steps", "latency_table", "quality_table", "markdown_table"]
+           "quality_at_equal_steps", "latency_table", "quality_table"]

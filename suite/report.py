@@ -24,8 +24,8 @@ import numpy as np
 import pandas as pd
 
 from . import figures as F
-from .analysis import (BASELINES, Variants, context_label, latency_table, lr_sweep_table, markdown_table,
-                       objective_label, quality_at_equal_steps, quality_table, speedup_table, variants_of)
+from .analysis import (BASELINES, Variants, context_label, latency_table, lr_sweep_table, objective_label,
+                       quality_at_equal_steps, quality_table, speedup_table, variants_of)
 from .schema import CURVE_COLUMNS, SUMMARY_COLUMNS
 
 
@@ -50,6 +50,47 @@ def load_results(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     curves_path = folder / "curves.csv"
     curves = _read_csv(curves_path, CURVE_COLUMNS) if curves_path.exists() else pd.DataFrame(columns=CURVE_COLUMNS)
     return runs, curves
+
+
+# ------------------------------------------------------------------------------- markdown
+def _cell(value, floatfmt: str) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        if math.isnan(value):
+            return "-"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        if float(value).is_integer() and abs(value) < 1e15 and floatfmt.endswith("g"):
+            return str(int(value))
+        return format(float(value), floatfmt)
+    try:
+        if pd.isna(value):
+            return "-"
+    except (TypeError, ValueError):
+        pass
+    text = str(value).replace("|", "\\|").replace("\n", " ")
+    return text if text != "" else "-"
+
+
+def markdown_table(df: pd.DataFrame, floatfmt: str = ".3g", index: bool = False) -> str:
+    """A GitHub-flavoured Markdown table (no tabulate): one header row, one separator, one line per
+    row. NaN / None / empty strings render as '-'; floats with ``floatfmt``; numeric columns are
+    right-aligned. ``index=True`` adds the index as the first column(s)."""
+    if index:
+        df = df.reset_index()
+    cols = [str(c) for c in df.columns]
+    numeric = [pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])
+               for c in df.columns]
+    lines = ["| " + " | ".join(c.replace("|", "\\|") for c in cols) + " |",
+             "|" + "|".join("---:" if n else "---" for n in numeric) + "|"]
+    for row in df.itertuples(index=False, name=None):
+        lines.append("| " + " | ".join(_cell(v, floatfmt) for v in row) + " |")
+    return "\n".join(lines) + "\n"
 
 
 # ------------------------------------------------------------------------------- markdown pivots

@@ -5,7 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from suite.analysis import (bpb_at_step, latency_table, markdown_table, quality_at_equal_steps, quality_table,
+from suite.report import markdown_table
+from suite.analysis import (bpb_at_step, latency_table, quality_at_equal_steps, quality_table,
                             resolve_variant, speedup_at_equal_quality, speedup_table, time_to_quality, variants_of)
 from suite.schema import CURVE_COLUMNS, SUMMARY_COLUMNS
 
