@@ -43,6 +43,9 @@ class ModelSpec:
     build: Callable[[ModelConfig], nn.Module]
     flops: Callable[[ModelConfig, int], dict[str, float]]
     options: dict[str, Any] = field(default_factory=dict)
+    # the valid values of a text option (others are checked by their default's type: a bool stays a bool,
+    # an int or None-by-default option takes a positive integer)
+    choices: dict[str, tuple[str, ...]] = field(default_factory=dict)
     causal: bool = True
     bidirectional: bool = True
     quadratic: bool = True  # attention cost grows with T^2
@@ -154,9 +157,30 @@ def make_config(name: str, *, vocab_size: int, d_model: int, n_layers: int, max_
         raise ValueError(f"model {name!r} has no causal mode")
     if not causal and not spec.bidirectional:
         raise ValueError(f"model {name!r} has no bidirectional mode")
+    for key, value in options.items():
+        problem = option_problem(spec, key, value)
+        if problem:
+            raise ValueError(f"model option {key}={value!r} for model {name!r}: {problem}")
     options = {**spec.options, **options}
     return ModelConfig(name=name, vocab_size=vocab_size, d_model=d_model, n_layers=n_layers,
                        max_len=max_len, causal=causal, options=options)
+
+
+def option_problem(spec: ModelSpec, key: str, value: Any) -> str:
+    """Why a value is not valid for a model option ('' when it is)."""
+    default = spec.options[key]
+    if key in spec.choices:
+        return "" if value in spec.choices[key] else f"valid values: {', '.join(map(str, spec.choices[key]))}"
+    if isinstance(default, bool):
+        return "" if isinstance(value, bool) else "must be true or false"
+    if default is None or isinstance(default, int):
+        if value is None and default is None:
+            return ""
+        ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+        return "" if ok else "must be a positive integer" + (" (or left unset)" if default is None else "")
+    if isinstance(default, str):
+        return "" if isinstance(value, str) else "must be text"
+    return ""
 
 
 def build_model(name: str, *, vocab_size: int, d_model: int, n_layers: int, max_len: int,

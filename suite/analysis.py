@@ -23,6 +23,7 @@ that column is a constant.
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 
@@ -35,7 +36,11 @@ BASELINES = ("transformer_plus_plus", "transformer")
 
 OBJECTIVE_LABELS = {"clm": "Causal LM", "mlm": "Masked LM"}
 
-_GROUP = ["objective", "context", "size"]
+# Runs are compared only within one (objective, context, size, setting); `setting` is the protocol a run
+# was measured under (data, batch, schedule, precision: `run_setting`), so that runs trained on other
+# data or for another budget never meet in one row. Tables show a setting column only where a folder
+# holds more than one.
+_GROUP = ["objective", "context", "size", "setting"]
 
 
 # ----------------------------------------------------------------------------------------- helpers
@@ -140,8 +145,33 @@ def _sort(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
+def run_setting(row: dict) -> str:
+    """The protocol a run was measured under, as one comparable text: for a training run its corpus,
+    tokenizer and data hash, tokens per step, budget (steps or seconds) and precision; for a speed run
+    its tokens per step, vocabulary and precision. The learning rate is left out: it is per model."""
+    def get(key):
+        v = row.get(key)
+        return "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
+
+    cfg = {}
+    if get("config_json"):
+        try:
+            cfg = json.loads(row["config_json"])
+        except ValueError:
+            cfg = {}
+    tps = get("tokens_per_step")
+    tps = str(int(float(tps))) if tps else ""
+    if get("kind") == "speed":
+        return f"speed: {tps} tokens/step, vocabulary {get('vocab_size')}, {get('precision')}"
+    budget = cfg.get("budget_s", "?")
+    length = f"{cfg.get('max_steps')} steps" if budget is None else f"{budget} s" if cfg else "?"
+    return (f"{get('corpus')}/{get('tokenizer')} ({get('data_hash')}), {tps} tokens/step, {length}, "
+            f"{get('precision')}")
+
+
 def prepare_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    """A copy with the grouping columns present and comparable (size '' when unknown)."""
+    """A copy with the grouping columns present and comparable (size '' when unknown), and each run's
+    `setting` (`run_setting`)."""
     runs = runs.copy()
     for col in ("kind", "status", "model", "variant", "objective", "size", "run_id", "device_name"):
         if col not in runs.columns:
@@ -156,7 +186,20 @@ def prepare_runs(runs: pd.DataFrame) -> pd.DataFrame:
         if col not in runs.columns:
             runs[col] = 0
         runs[col] = pd.to_numeric(runs[col], errors="coerce")
+    runs["setting"] = [run_setting(r) for r in runs.to_dict("records")] if len(runs) else pd.Series(dtype=str)
     return runs
+
+
+def _frame(rows: list[dict], columns: list[str], *, keep_setting: bool = False) -> pd.DataFrame:
+    """A result table with these columns, plus `setting` where its rows come from more than one (or
+    always, for tables that other tables are computed from)."""
+    df = pd.DataFrame(rows, columns=columns + ["setting"])
+    return df if keep_setting or df["setting"].nunique() > 1 else df.drop(columns="setting")
+
+
+def _keys(df: pd.DataFrame, keys: list[str]) -> list[str]:
+    """The grouping keys a table has (`setting` is left out of tables with a single one)."""
+    return [k for k in keys if k in df.columns]
 
 
 def _num(df: pd.DataFrame, col: str) -> pd.Series:
@@ -188,7 +231,7 @@ def train_runs(runs: pd.DataFrame) -> pd.DataFrame:
             keep = pd.Series(True, index=ok.index)
             for _, b in best.iterrows():
                 mine = np.ones(len(ok), dtype=bool)
-                for k in _GROUP + ["variant"]:
+                for k in _keys(best, _GROUP + ["variant"]):
                     mine &= (ok[k] == b[k]).to_numpy()
                 keep &= ~pd.Series(mine, index=ok.index) | np.isclose(lr, b["lr"])
             ok = ok[keep]
@@ -218,13 +261,13 @@ def lr_sweep_table(runs: pd.DataFrame) -> pd.DataFrame:
                 "model": g["model"].iloc[0], "lr": lr, "n_seeds": int(bpb.notna().sum()),
                 "final_bpb_mean": bpb.mean(), "final_bpb_min": bpb.min(), "final_bpb_max": bpb.max(),
                 "best": lr == best})
-    return _sort(pd.DataFrame(rows, columns=LR_SWEEP_COLUMNS), _GROUP + ["variant", "lr"])
+    return _sort(_frame(rows, LR_SWEEP_COLUMNS), _GROUP + ["variant", "lr"])
 
 
 def best_lr(runs: pd.DataFrame) -> pd.DataFrame:
     """(objective, context, size, variant, model, lr) of the best learning rate of every swept variant."""
     tab = lr_sweep_table(runs)
-    return tab[tab["best"].astype(bool)][_GROUP + ["variant", "model", "lr"]].reset_index(drop=True)
+    return tab[tab["best"].astype(bool)][_keys(tab, _GROUP + ["variant", "model", "lr"])].reset_index(drop=True)
 
 
 def resolve_variant(runs: pd.DataFrame, name: str) -> str | None:
@@ -339,7 +382,7 @@ def speedup_per_seed(runs: pd.DataFrame, curves: pd.DataFrame,
                 "baseline_time_s": b_time, "time_s": t, "speedup": speedup, "reached": reached,
                 "speedup_below": below,
                 "final_bpb": pd.to_numeric(r.get("final_bpb"), errors="coerce"), "baseline_final_bpb": b_bpb})
-    out = pd.DataFrame(rows, columns=SPEEDUP_SEED_COLUMNS)
+    out = _frame(rows, SPEEDUP_SEED_COLUMNS, keep_setting=True)
     return _sort(out, _GROUP + ["variant", "seed"])
 
 
@@ -383,7 +426,7 @@ def speedup_at_equal_quality(runs: pd.DataFrame, curves: pd.DataFrame,
             "final_bpb_mean": g["final_bpb"].astype(float).mean(),
             "baseline_final_bpb_mean": g["baseline_final_bpb"].astype(float).mean(),
         })
-    out = pd.DataFrame(rows, columns=SPEEDUP_COLUMNS)
+    out = _frame(rows, SPEEDUP_COLUMNS)
     return _sort(out, _GROUP + ["variant"])
 
 
@@ -444,7 +487,7 @@ def quality_at_equal_steps(runs: pd.DataFrame, curves: pd.DataFrame,
             m = min(b_steps, float(pd.to_numeric(r.get("steps"), errors="coerce")))
             v, b = bpb_at_step(by_run[r["run_id"]], m), bpb_at_step(b_curve, m)
             if np.isfinite(v) and np.isfinite(b):
-                per_seed.append(dict(zip(_GROUP, key[:3])) | {"variant": r["variant"], "model": r["model"],
+                per_seed.append(dict(zip(_GROUP, key[:len(_GROUP)])) | {"variant": r["variant"], "model": r["model"],
                                                                "steps": m, "bpb": v, "baseline_bpb": b})
     if not per_seed:
         return pd.DataFrame(columns=EQUAL_STEPS_COLUMNS)
@@ -456,7 +499,7 @@ def quality_at_equal_steps(runs: pd.DataFrame, curves: pd.DataFrame,
             "model": g["model"].iloc[0], "baseline": base_variant, "n_seeds": int(len(g)),
             "steps_mean": g["steps"].mean(), "bpb_mean": g["bpb"].mean(), "baseline_bpb_mean": g["baseline_bpb"].mean(),
             "delta_mean": d.mean(), "delta_min": d.min(), "delta_max": d.max()})
-    return _sort(pd.DataFrame(rows, columns=EQUAL_STEPS_COLUMNS), _GROUP + ["variant"])
+    return _sort(_frame(rows, EQUAL_STEPS_COLUMNS), _GROUP + ["variant"])
 
 
 # ---------------------------------------------------------------------------------------- latency
@@ -509,7 +552,7 @@ def latency_table(runs: pd.DataFrame) -> pd.DataFrame:
             "tokens_per_step": med("tokens_per_step") if len(ok) else float(_num(g, "tokens_per_step").median()),
             "precision": joined("precision"), "attention_kernel": joined("attention_kernel"),
             "device_name": joined("device_name")})
-    out = pd.DataFrame(rows, columns=LATENCY_COLUMNS)
+    out = _frame(rows, LATENCY_COLUMNS)
     return _sort(out, _GROUP + ["variant"])
 
 
@@ -534,7 +577,7 @@ def quality_table(runs: pd.DataFrame) -> pd.DataFrame:
             "final_bpb_std": bpb.std(), "final_bpb_min": bpb.min(), "final_bpb_max": bpb.max(),
             "final_eval_loss_mean": _num(g, "final_eval_loss").mean(),
             "train_time_s_mean": _num(g, "train_time_s").mean(), "steps_mean": _num(g, "steps").mean()})
-    out = pd.DataFrame(rows, columns=QUALITY_COLUMNS)
+    out = _frame(rows, QUALITY_COLUMNS)
     return _sort(out, _GROUP + ["variant"])
 
 

@@ -109,6 +109,16 @@ def _variants(df: pd.DataFrame, V: Variants) -> list[str]:
     return _sorted(df["variant"].astype(str), V)
 
 
+def _main_setting(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Restrict to one setting (data, budget, protocol: the one with most rows) when a table holds
+    several, so that one figure never mixes runs that must not be compared; the note says which."""
+    if "setting" not in df.columns or df.empty or df["setting"].astype(str).nunique() <= 1:
+        return df, []
+    counts = df["setting"].astype(str).value_counts()
+    main = counts.index[0]
+    return df[df["setting"].astype(str) == main], [f"setting {main} ({len(counts) - 1} other(s) in the tables)"]
+
+
 def _main_size(df: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:
     """Restrict to one model size (the one with most rows) when several are present."""
     if "size" not in df.columns or df.empty:
@@ -174,6 +184,7 @@ def plot_speedup(runs: pd.DataFrame, curves: pd.DataFrame, out_dir: Path,
     if tab is None or tab.empty or not (tab["variant"] != tab["baseline"]).any():
         return []            # nothing but the baselines themselves (e.g. no learning curves)
     tab, size = _main_size(tab)
+    tab, note = _main_setting(tab)
     V = variants_of(runs, tab)
     objs = _objectives(tab)
     bases = list(dict.fromkeys(tab["baseline"].astype(str)))      # resolved baseline variants, in order
@@ -237,7 +248,7 @@ def plot_speedup(runs: pd.DataFrame, curves: pd.DataFrame, out_dir: Path,
                                   label="never reached baseline quality"))
         _legend(fig, handles)
         fig.suptitle("Training speedup at equal quality vs context length\n"
-                     + _subtitle(train_runs(runs), size=size))
+                     + _subtitle(train_runs(runs), size=size, extra=note))
         return _save(fig, out_dir, "speedup_vs_context")
 
 
@@ -254,6 +265,7 @@ def plot_quality_vs_time(runs: pd.DataFrame, curves: pd.DataFrame, out_dir: Path
     if tr.empty or "run_id" not in curves.columns:
         return []
     tr, size = _main_size(tr)
+    tr, note = _main_setting(tr)
     V = variants_of(tr)
     reference = resolve_variant(tr, reference) or reference
     keep = ["run_id", "variant", "model", "objective", "context", "seed"]
@@ -317,7 +329,7 @@ def plot_quality_vs_time(runs: pd.DataFrame, curves: pd.DataFrame, out_dir: Path
             handles.append(Line2D([], [], color=V[reference].spec.display_color, ls=":", lw=1.2,
                                   label=f"{V[reference].label} final (speedup target)"))
         _legend(fig, handles)
-        fig.suptitle("Quality vs training time\n" + _subtitle(tr, size=size))
+        fig.suptitle("Quality vs training time\n" + _subtitle(tr, size=size, extra=note))
         return _save(fig, out_dir, "quality_vs_time")
 
 
@@ -331,6 +343,7 @@ def _plot_vs_context(runs: pd.DataFrame, out_dir: Path, *, column: str, ylabel: 
     if tab is None or tab.empty:
         return []
     tab, size = _main_size(tab)
+    tab, note = _main_setting(tab)
     val = pd.to_numeric(tab[column], errors="coerce")
     if not val.notna().any():
         return []            # nothing measured (OOM alone makes no figure)
@@ -394,7 +407,7 @@ def _plot_vs_context(runs: pd.DataFrame, out_dir: Path, *, column: str, ylabel: 
             handles.append(Line2D([], [], ls="none", marker="x", mew=2, ms=7, color="black",
                                   label="OOM (out of memory)"))
         _legend(fig, handles)
-        extra = [] if source == "speed" else ["timings from training runs (no speed runs)"]
+        extra = note + ([] if source == "speed" else ["timings from training runs (no speed runs)"])
         fig.suptitle(f"{title}\n" + _subtitle(sel, size=size, extra=extra))
         return _save(fig, out_dir, stem)
 

@@ -15,8 +15,9 @@ SDPA_BACKENDS = ("cudnn", "flash", "efficient", "math")
 def is_oom(exc: BaseException) -> bool:
     if isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)):
         return True
-    return isinstance(exc, RuntimeError) and bool(re.search(r"out of memory|not enough memory|CUBLAS_STATUS_ALLOC",
-                                                             str(exc), re.I))
+    # CUDA: "CUDA out of memory", cuBLAS workspace allocation; CPU: "DefaultCPUAllocator: can't allocate memory"
+    return isinstance(exc, RuntimeError) and bool(re.search(r"out of memory|not enough memory|CUBLAS_STATUS_ALLOC|"
+                                                             r"can't allocate memory", str(exc), re.I))
 
 
 def synchronize(device: torch.device) -> None:

@@ -294,3 +294,27 @@ def test_lr_sweep_picks_by_the_mean_over_seeds():
     tab = lr_sweep_table(runs)
     assert tab.loc[tab["best"].astype(bool), "lr"].tolist() == [2e-3]
     assert tab["n_seeds"].tolist() == [2, 2]
+
+
+# ------------------------------------------------------------------------------- no mixing of settings
+def _with_setting(run: dict, corpus: str, steps: int) -> dict:
+    import json
+    return run | {"corpus": corpus, "tokenizer": "bytes", "data_hash": f"h-{corpus}", "tokens_per_step": 4096,
+                  "precision": "bf16", "config_json": json.dumps({"budget_s": None, "max_steps": steps})}
+
+
+def test_runs_of_other_data_or_budgets_are_never_compared():
+    """FLASH trained on one corpus is not set against Transformer++ trained on another; a folder that
+    holds two settings shows them as separate rows with a setting column."""
+    runs, curves = _two_model_world()
+    rows = runs.to_dict("records")
+    mixed = make_runs([_with_setting(r, "eltec" if r["model"] == "flash" else "shakespeare", 600) for r in rows])
+    tab = speedup_at_equal_quality(mixed, curves)
+    assert "flash" not in set(tab["model"])  # its setting has no Transformer++ run to compare with
+    q = quality_table(mixed)
+    assert "setting" in q.columns and q["setting"].nunique() == 2
+    same = make_runs([_with_setting(r, "eltec", 600) for r in rows])
+    tab = speedup_at_equal_quality(same, curves).set_index("model")
+    assert tab.loc["flash", "speedup_mean"] == pytest.approx(2.0) and "setting" not in tab.columns
+    budgets = make_runs([_with_setting(r, "eltec", 600 if r["model"] == "flash" else 3000) for r in rows])
+    assert "flash" not in set(speedup_at_equal_quality(budgets, curves)["model"])  # another budget

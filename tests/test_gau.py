@@ -129,8 +129,10 @@ def test_bad_gau_options_are_refused():
         impl.build_model("flash_quad", vocab_size=10, d_model=8, n_layers=1, max_len=8, quad_norm="sqrt")
     with pytest.raises(ValueError, match="parts"):
         impl.build_model("flash", vocab_size=10, d_model=8, n_layers=1, max_len=8, parts="both")
-    with pytest.raises(ValueError, match="chunk size"):
+    with pytest.raises(ValueError, match="chunk=0 .* must be a positive integer"):
         impl.build_model("flash", vocab_size=10, d_model=8, n_layers=1, max_len=8, chunk=0)
+    with pytest.raises(ValueError, match="chunk size"):  # the layer checks too
+        GAU(8, expansion=2, s=4, causal=True, max_len=8, attention="mixed_chunk", chunk=0)
 
 
 def test_chunk_prefix_ways_agree_in_bf16_and_unknown_ways_are_refused():
@@ -197,7 +199,7 @@ def test_flash_chunk_prefix_model_option_reaches_the_op(chunk_prefix, monkeypatc
 
 
 def test_bad_chunk_prefix_is_refused_naming_the_valid_ways():
-    with pytest.raises(ValueError, match="chunk_prefix 'scan'; valid: auto, cumsum, matmul"):
+    with pytest.raises(ValueError, match="chunk_prefix='scan' for model 'flash': valid values: auto, cumsum, matmul"):
         impl.build_model("flash", vocab_size=10, d_model=8, n_layers=1, max_len=8, chunk_prefix="scan")
     with pytest.raises(ValueError, match="chunk_prefix"):
         GAU(8, expansion=2, s=4, causal=False, max_len=8, attention="mixed_chunk", chunk=4, chunk_prefix="cumprod")
@@ -207,6 +209,7 @@ def test_bad_chunk_prefix_is_refused_naming_the_valid_ways():
             mixed_chunk_attention(*qs, v, None, 4, causal, chunk_prefix="scan")
     with pytest.raises(ValueError, match="unknown model option"):  # FLASH-Quad has no chunks to sum
         impl.build_model("flash_quad", vocab_size=10, d_model=8, n_layers=1, max_len=8, chunk_prefix="auto")
+
 
 def test_global_normalisers_divide_the_linear_part_as_documented():
     """Causal chunk g: 'tokens' divides by g C, 'chunk' by C, 'none' by 1; bidirectional: T, T, 1."""

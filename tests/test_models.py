@@ -264,3 +264,17 @@ def test_every_model_documents_its_fidelity(name):
         assert note.topic and note.paper and note.ours
         for opt in filter(None, (o.strip() for o in note.configurable.split(","))):
             assert opt in spec.options, f"{name}: fidelity note names unknown option {opt!r}"
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_bad_option_values_are_refused_before_building(name):
+    """Every option of every model is checked by make_config (so a sweep refuses it before any work):
+    a text option against its valid values, a flag as a bool, a size as a positive integer."""
+    spec = impl.get_spec(name)
+    for key, default in spec.options.items():
+        bad = ["no such value"] if key in spec.choices else ["yes"] if isinstance(default, bool) else \
+            [0, -4, 2.5, "abc", True] if default is None or isinstance(default, int) else []
+        for value in bad:
+            with pytest.raises(ValueError, match=f"model option {key}="):
+                impl.make_config(name, vocab_size=10, d_model=8, n_layers=1, max_len=8, **{key: value})
+        impl.make_config(name, vocab_size=10, d_model=8, n_layers=1, max_len=8, **{key: default})  # the default is valid

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from ..attention.heads import HeadAttention
 from ..config import ModelConfig
 from ..flops import attention_pair
+from ..layers.norm import NORMS
 from ..registry import FidelityNote, ModelSpec, register_model
 from .transformer import COMMON_NOTES, build_transformer, n_heads, transformer_flops
 
@@ -200,7 +201,7 @@ register_model(ModelSpec(
                 "abstractions of other rows",
     build=build_combiner,
     flops=lambda cfg, T: transformer_flops(cfg, T, glu=True, attention=combiner_attention_flops(cfg, T)),
-    options=dict(OPTIONS), causal=True, bidirectional=True, quadratic=False, fidelity=NOTES,
+    options=dict(OPTIONS), choices={"norm": NORMS}, causal=True, bidirectional=True, quadratic=False, fidelity=NOTES,
     family="transformer", order=4, small_overrides={"block": 8},
     label="Combiner", color="#2ca02c", marker="h", tags=("paper",),  # green
 ))

@@ -5,14 +5,17 @@
 """
 from __future__ import annotations
 
-from ..attention.gau import GAU
+from ..attention.gau import CHUNK_PREFIXES, GAU, GLOBAL_NORMS, INITS, PARTS, QUAD_NORMS, REL_POS_FORMS
 from ..config import ModelConfig
 from ..flops import attention_pair, dense, lm_head
 from ..layers import LanguageModel, Residual
+from ..layers.norm import NORMS
 from ..registry import FidelityNote, ModelSpec, register_model
 
 COMMON = {"expansion": 2, "s": 128, "norm": "layernorm", "rope": True, "rel_pos_bias": True,
           "rel_pos_form": "toeplitz", "init": "paper", "tie_embeddings": True}
+CHOICES = {"norm": NORMS, "rel_pos_form": REL_POS_FORMS, "init": INITS, "quad_norm": QUAD_NORMS, "parts": PARTS,
+           "global_norm": GLOBAL_NORMS, "chunk_prefix": CHUNK_PREFIXES}
 
 
 def build_gau_model(cfg: ModelConfig, attention: str):
@@ -73,7 +76,7 @@ NOTES = (
 register_model(ModelSpec(
     name="flash_quad", description="FLASH-Quad: GAU stack with quadratic relu^2 attention",
     build=lambda cfg: build_gau_model(cfg, "quad"), flops=lambda cfg, T: gau_flops(cfg, T, "quad"),
-    options={**COMMON, "quad_norm": "max_len"}, fidelity=NOTES, family="gau", quadratic=True, order=5,
+    options={**COMMON, "quad_norm": "max_len"}, choices=CHOICES, fidelity=NOTES, family="gau", quadratic=True, order=5,
     label="FLASH-Quad", color="#ff7f0e", marker="P", tags=("paper",),  # orange
 ))
 
@@ -82,7 +85,7 @@ register_model(ModelSpec(
     build=lambda cfg: build_gau_model(cfg, "mixed_chunk"), flops=lambda cfg, T: gau_flops(cfg, T, "mixed_chunk"),
     # chunk_prefix: how the causal form sums earlier chunks' states, "auto", "cumsum" or "matmul" (same
     # numbers up to rounding; attention/gau/chunk.py, exclusive_chunk_prefix)
-    options={**COMMON, "chunk": 256, "parts": "mixed", "global_norm": "tokens", "chunk_prefix": "auto"},
+    options={**COMMON, "chunk": 256, "parts": "mixed", "global_norm": "tokens", "chunk_prefix": "auto"}, choices=CHOICES,
     fidelity=NOTES[1:] + (
         FidelityNote("chunk size", "C = 256 (ablated 128..1024)", "256", "chunk"),
         FidelityNote("ablation: attention parts", "mixed, local-only and global-only compared",

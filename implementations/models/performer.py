@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from ..attention.heads import HeadAttention
 from ..config import ModelConfig
 from ..flops import attention_pair
+from ..layers.norm import NORMS
 from ..registry import FidelityNote, ModelSpec, register_model
 from .transformer import COMMON_NOTES, build_transformer, n_heads, transformer_flops
 
@@ -251,6 +252,6 @@ register_model(ModelSpec(
     description="Performer: Transformer++ with FAVOR+ attention (positive orthogonal random features)",
     build=build_performer,
     flops=lambda cfg, T: transformer_flops(cfg, T, glu=True, attention=favor_flops_per_token(cfg, T)),
-    options=dict(OPTIONS), causal=True, bidirectional=True, quadratic=False, fidelity=NOTES,
+    options=dict(OPTIONS), choices={"norm": NORMS}, causal=True, bidirectional=True, quadratic=False, fidelity=NOTES,
     family="transformer", order=3, label="Performer", color="#9467bd", marker="^", tags=("paper",),  # purple
 ))

@@ -8,14 +8,16 @@ Each block: x + MHSA(norm(x)), then x + FFN(norm(x)).
 """
 from __future__ import annotations
 
-from ..attention.softmax import MultiHeadAttention
+from ..attention.softmax import KERNELS, MultiHeadAttention
 from ..config import ModelConfig
 from ..flops import attention_pair, dense, lm_head
 from ..layers import FeedForward, GLUFeedForward, LanguageModel, transformer_block
 from ..layers.ffn import glu_hidden
+from ..layers.norm import NORMS
 from ..registry import FidelityNote, ModelSpec, register_model
 
 OPTIONS = {"n_heads": None, "attention_kernel": "sdpa", "norm": "layernorm", "tie_embeddings": True}
+CHOICES = {"attention_kernel": KERNELS, "norm": NORMS}
 
 
 def n_heads(cfg: ModelConfig) -> int:
@@ -79,6 +81,6 @@ for _order, (_name, _v) in enumerate(VARIANTS.items()):
         name=_name, description=_v["description"],
         build=lambda cfg, rope=_v["rope"], glu=_v["glu"]: build_transformer(cfg, rope=rope, glu=glu),
         flops=lambda cfg, T, glu=_v["glu"]: transformer_flops(cfg, T, glu=glu),
-        options=dict(OPTIONS), fidelity=notes, family="transformer", quadratic=True, order=_order,
+        options=dict(OPTIONS), choices=CHOICES, fidelity=notes, family="transformer", quadratic=True, order=_order,
         label=_v["label"], color=_v["color"], marker=_v["marker"], tags=("paper",),
     ))
