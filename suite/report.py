@@ -1,8 +1,14 @@
 """Tables and figures of one results folder, from its runs.csv and curves.csv alone.
 
     python -m suite.report results/<platform>/<preset> [more folders]   # write, then print the summary
+    python -m suite.report results/<platform>/<preset> --out OUT       # read the folder, write into OUT
 
-`write_report` writes, inside the folder (layout in `suite.schema`):
+The command first rebuilds the folder's runs.csv and curves.csv from its run files (runs/): damaged run
+files are moved aside (runs/<id>.json.damaged, one warning line each) and the rows the old CSVs held
+for them are kept, never dropped. A missing folder, or one without any run, is one error line and
+exit status 2, with nothing written. It holds the folder's lock (`ResultsStore.lock`) while writing.
+
+`write_report` writes, inside the folder or into `out` (layout in `suite.schema`):
     tables/speedup.csv  tables/speedup.md    speedup at equal quality over Transformer++ and Transformer
     tables/latency.csv  tables/latency.md    step time, throughput, peak memory, MFU (OOM kept)
     tables/quality.csv  tables/quality.md    final held-out bits per byte over seeds
@@ -12,11 +18,26 @@
     figures/<stem>.png and .svg              see `suite.figures`
 The CSVs are long (one row per objective, context, size, model[, baseline]); the Markdown files are
 the same numbers pivoted to model x context for reading. A table or figure without data is skipped.
+
+Every file is written atomically (temporary file + rename) and only when its bytes change. The
+report's own files are listed in `.report-manifest.json` (beside tables/ and figures/); those it no
+longer produces are removed, so no stale table contradicts the summary. A file under tables/ or
+figures/ that is not the report's (a folder's own, not in the manifest) is never overwritten or
+removed: the report refuses with an error naming it and writes nothing. A folder written before the
+manifest existed counts the report's known file names (`KNOWN_OUTPUTS`) as the report's; a report
+run that changes nothing writes nothing, manifest included.
 """
 from __future__ import annotations
 
+import argparse
+import contextlib
+import io
+import json
 import math
+import os
+import shutil
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -27,6 +48,7 @@ from . import figures as F
 from .analysis import (BASELINES, Variants, context_label, latency_table, lr_sweep_table, objective_label,
                        quality_at_equal_steps, quality_table, speedup_table, variants_of)
 from .schema import CURVE_COLUMNS, SUMMARY_COLUMNS
+from .store import ResultsError, ResultsStore, atomic_write_bytes, same_bytes, write_if_changed
 
 
 # ------------------------------------------------------------------------------------------- loading
@@ -283,57 +305,158 @@ def lr_sweep_markdown(tab: pd.DataFrame) -> str:
 
 
 # ---------------------------------------------------------------------------------------- report
-def _write_table(tables_dir: Path, name: str, df: pd.DataFrame, md: str, title: str) -> list[Path]:
+TABLE_NAMES = ("speedup", "latency", "quality", "equal_steps", "lr_sweep")
+FIGURE_STEMS = ("speedup_vs_context", "quality_vs_time", "latency_vs_context", "memory_vs_context",
+                "step_speedup_vs_context")
+# the report's own files by name: in a folder without a manifest (written before it existed) these are the report's
+KNOWN_OUTPUTS = frozenset([f"tables/{n}.{e}" for n in TABLE_NAMES for e in ("csv", "md")] +
+                          [f"figures/{s}.{e}" for s in FIGURE_STEMS for e in ("png", "svg")])
+MANIFEST = ".report-manifest.json"
+_STAGING = ".report-staging-"
+
+
+class Written(dict):
+    """{"tables": [...], "figures": [...]}: every table and figure of the report (written or already
+    identical); .changed: those written now; .removed: the report's earlier outputs it no longer produces."""
+    changed: list[Path]
+    removed: list[Path]
+
+
+def _table_files(name: str, df: pd.DataFrame, md: str, title: str) -> dict[str, bytes]:
     if df is None or df.empty:
-        return []
-    tables_dir.mkdir(parents=True, exist_ok=True)
-    csv, mdp = tables_dir / f"{name}.csv", tables_dir / f"{name}.md"
-    df.to_csv(csv, index=False)
-    mdp.write_text(f"## {title}\n\n{md}")
-    return [csv, mdp]
+        return {}
+    return {f"tables/{name}.csv": df.to_csv(index=False).encode("utf-8"),
+            f"tables/{name}.md": f"## {title}\n\n{md}".encode("utf-8")}
+
+
+def _read_manifest(out: Path) -> set[str] | None:
+    """The report's outputs recorded in out/.report-manifest.json; None when there is none (an older folder)."""
+    path = out / MANIFEST
+    if not path.exists():
+        return None
+    try:
+        names = {str(p) for p in json.loads(path.read_text())["written"]}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ResultsError(f"{path} is damaged ({exc.__class__.__name__}); delete it to let the report treat "
+                           "its known file names as its own, or choose another --out") from None
+    # only plain names directly under tables/ and figures/: a manifest cannot make the report touch anything else
+    return {n for n in names if len(parts := n.split("/")) == 2 and parts[0] in ("tables", "figures")
+            and parts[1] not in ("", ".", "..") and not parts[1].startswith(".") and "\\" not in parts[1]}
+
+
+def _owned(out: Path, manifest: set[str] | None) -> set[str]:
+    """Files under out/tables and out/figures that the report wrote: the manifest's, or (no manifest yet)
+    those with the report's known names."""
+    names = manifest if manifest is not None else KNOWN_OUTPUTS
+    return {rel for rel in names if (out / rel).is_file() or (out / rel).is_symlink()}
+
+
+def _clean_leftovers(out: Path) -> None:
+    """Temporary files and staging folders of an earlier report that was killed (we hold the lock)."""
+    for d in out.glob(_STAGING + "*"):
+        if d.is_dir():
+            shutil.rmtree(d, ignore_errors=True)
+    for sub in ("tables", "figures"):
+        for tmp in (out / sub).glob(".*.tmp"):
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
 
 
 def write_report(folder: Path, runs: pd.DataFrame | None = None,
-                 curves: pd.DataFrame | None = None) -> dict[str, list[Path]]:
-    """Write folder/tables/{speedup,latency,quality,equal_steps}.{csv,md} and folder/figures/*.{png,svg}.
+                 curves: pd.DataFrame | None = None, out: Path | None = None) -> dict[str, list[Path]]:
+    """Write out/tables/{speedup,latency,quality,equal_steps,lr_sweep}.{csv,md} and out/figures/*.{png,svg}
+    (out: the folder itself by default).
 
     Reads folder/runs.csv and folder/curves.csv unless the frames are given. Returns
-    {"tables": [...], "figures": [...]}, the paths written. Tables or figures without data are
-    skipped; a figure that fails for another reason is reported as a warning, not raised, so the
-    tables are always written."""
+    {"tables": [...], "figures": [...]}, the paths of the report (see `Written`). Tables or figures without
+    data are skipped; a figure that fails for another reason is reported as a warning, not raised, so the
+    tables are always written (and that figure's earlier files are left as they were).
+
+    Safe to run again and at any moment: it holds out's lock (`ResultsStore.lock`); every file is written
+    atomically and only when its bytes change; the report's earlier outputs that it no longer produces
+    are removed; out/.report-manifest.json records which files are the report's. A file under tables/ or
+    figures/ that the report did not write is never overwritten or removed: the report refuses
+    (ResultsError naming it) before writing anything."""
     folder = Path(folder)
+    out = folder if out is None else Path(out)
     if runs is None:
         runs, file_curves = load_results(folder)
         curves = file_curves if curves is None else curves
     if curves is None:
         path = folder / "curves.csv"
         curves = _read_csv(path, CURVE_COLUMNS) if path.exists() else pd.DataFrame(columns=CURVE_COLUMNS)
-    tables_dir, figures_dir = folder / "tables", folder / "figures"
 
     speed = speedup_table(runs, curves, BASELINES)
     lat = latency_table(runs)
     qual = quality_table(runs)
     steps = quality_at_equal_steps(runs, curves, BASELINES[0])
-    tables = []
     V = variants_of(runs)
-    tables += _write_table(tables_dir, "speedup", speed, speedup_markdown(speed, V), "Speedup at equal quality")
-    tables += _write_table(tables_dir, "latency", lat, latency_markdown(lat), "Step latency and memory")
-    tables += _write_table(tables_dir, "quality", qual, quality_markdown(qual), "Final quality")
-    tables += _write_table(tables_dir, "equal_steps", steps, equal_steps_markdown(steps, V), "Quality at equal steps")
     sweep = lr_sweep_table(runs)
-    tables += _write_table(tables_dir, "lr_sweep", sweep, lr_sweep_markdown(sweep), "Learning-rate sweep")
+    files: dict[str, bytes] = {}
+    files |= _table_files("speedup", speed, speedup_markdown(speed, V), "Speedup at equal quality")
+    files |= _table_files("latency", lat, latency_markdown(lat), "Step latency and memory")
+    files |= _table_files("quality", qual, quality_markdown(qual), "Final quality")
+    files |= _table_files("equal_steps", steps, equal_steps_markdown(steps, V), "Quality at equal steps")
+    files |= _table_files("lr_sweep", sweep, lr_sweep_markdown(sweep), "Learning-rate sweep")
 
-    figs = []
-    for name, fn in (("speedup_vs_context", lambda: F.plot_speedup(runs, curves, figures_dir, table=speed)),
-                     ("quality_vs_time", lambda: F.plot_quality_vs_time(runs, curves, figures_dir)),
-                     ("latency_vs_context", lambda: F.plot_latency(runs, figures_dir, table=lat)),
-                     ("memory_vs_context", lambda: F.plot_memory(runs, figures_dir, table=lat)),
-                     ("step_speedup_vs_context", lambda: F.plot_step_speedup(runs, figures_dir, table=lat))):
+    with ResultsStore(out).lock():
+        _clean_leftovers(out)
+        staging = Path(tempfile.mkdtemp(dir=out, prefix=_STAGING))
         try:
-            figs += fn()
-        except Exception as exc:  # a broken figure must not cost the tables
-            warnings.warn(f"figure {name} failed: {exc.__class__.__name__}: {exc}", RuntimeWarning, stacklevel=2)
-    return {"tables": tables, "figures": figs}
+            failed: set[str] = set()
+            for name, fn in (("speedup_vs_context", lambda: F.plot_speedup(runs, curves, staging, table=speed)),
+                             ("quality_vs_time", lambda: F.plot_quality_vs_time(runs, curves, staging)),
+                             ("latency_vs_context", lambda: F.plot_latency(runs, staging, table=lat)),
+                             ("memory_vs_context", lambda: F.plot_memory(runs, staging, table=lat)),
+                             ("step_speedup_vs_context", lambda: F.plot_step_speedup(runs, staging, table=lat))):
+                try:
+                    drawn = fn()
+                except Exception as exc:  # a broken figure must not cost the tables
+                    failed.add(name)
+                    warnings.warn(f"figure {name} failed: {exc.__class__.__name__}: {exc}", RuntimeWarning,
+                                  stacklevel=2)
+                    continue
+                for p in drawn:
+                    files[f"figures/{Path(p).name}"] = Path(p).read_bytes()
+            return _install(out, files, failed)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _install(out: Path, files: dict[str, bytes], failed: set[str]) -> Written:
+    """Put the report's files in place (atomically, only those that changed), remove its stale ones,
+    update the manifest; refuse, before writing anything, to touch a file that is not the report's."""
+    manifest = _read_manifest(out)
+    owned = _owned(out, manifest)
+    foreign = [out / rel for rel in files if (out / rel).exists() and rel not in owned]
+    if foreign:
+        raise ResultsError(f"{foreign[0]} was not written by the report (not in {out / MANIFEST}); move it away "
+                           "or choose another --out (python -m suite.report FOLDER --out OUT)")
+    keep = {rel for rel in owned if rel.startswith("figures/") and Path(rel).stem in failed}
+    to_write = [rel for rel, data in files.items() if not same_bytes(out / rel, data)]
+    to_remove = sorted(owned - set(files) - keep)
+    record = sorted(set(files) | keep)
+    # a report that changes nothing leaves the folder as it is (an older folder without a manifest included)
+    if to_write or to_remove or (manifest is not None and manifest != set(record)):
+        # first claim every file about to be written, so that a report killed half-way still owns them
+        _write_manifest(out, sorted(set(record) | owned | (manifest or set())))
+        for rel in to_write:
+            atomic_write_bytes(out / rel, files[rel])
+        for rel in to_remove:
+            (out / rel).unlink()
+        _write_manifest(out, record)
+    written = Written(tables=[out / rel for rel in files if rel.startswith("tables/")],
+                      figures=[out / rel for rel in files if rel.startswith("figures/")])
+    written.changed, written.removed = [out / rel for rel in to_write], [out / rel for rel in to_remove]
+    return written
+
+
+def _write_manifest(out: Path, names: list[str]) -> None:
+    text = json.dumps({"written": names, "by": "suite.report (its own files under tables/ and figures/; "
+                       "the report removes those it no longer produces and never touches any other)"}, indent=1)
+    write_if_changed(out / MANIFEST, text + "\n")
 
 
 def summary_markdown(folder: Path, runs: pd.DataFrame | None = None, curves: pd.DataFrame | None = None) -> str:
@@ -361,23 +484,87 @@ def summary_markdown(folder: Path, runs: pd.DataFrame | None = None, curves: pd.
     return "\n".join(lines).rstrip() + "\n"
 
 
+def _refuse(folder: Path, what: str) -> ResultsError:
+    return ResultsError(f"{folder}: {what}; run the sweep first (python run_all.py --out {folder}) "
+                        "or name a results folder that has runs")
+
+
+def _frames(runs_text: str, curves_text: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The frames exactly as load_results reads them back from these CSV texts."""
+    return _read_csv(io.StringIO(runs_text), SUMMARY_COLUMNS), _read_csv(io.StringIO(curves_text), CURVE_COLUMNS)
+
+
+def _report_folder(folder: Path, out: Path | None, say) -> tuple[dict[str, list[Path]], pd.DataFrame, pd.DataFrame]:
+    """Consolidate folder (unless writing elsewhere), then write the report into out; ResultsError when
+    there is nothing to report (nothing is written then)."""
+    if not folder.is_dir():
+        raise _refuse(folder, "no such results folder")
+    store = ResultsStore(folder)
+    in_place = out is None or Path(os.path.realpath(out)) == Path(os.path.realpath(folder))
+    if not store.runs_dir.is_dir():  # a folder of CSVs alone (copied, or written by hand)
+        if not (folder / "runs.csv").exists():
+            raise _refuse(folder, "no runs/ and no runs.csv in it")
+        runs, curves = load_results(folder)
+        if runs.empty:
+            raise _refuse(folder, "its runs.csv holds no runs")
+        return write_report(folder, runs, curves, out=None if in_place else out), runs, curves
+    with contextlib.ExitStack() as stack:
+        if in_place:
+            stack.enter_context(store.lock())
+        runs, curves = store.tables(keep_unreadable=True)  # refuses a foreign runs.csv / curves.csv
+        if runs.empty:
+            damaged = f"; {len(store.problems)} damaged, left as they are" if store.problems else ""
+            raise _refuse(folder, f"no readable run file in {store.runs_dir}{damaged}")
+        if in_place:
+            for line in store.quarantine_problems():
+                say(f"warning: damaged results file: {line}; its rows in runs.csv and curves.csv are kept")
+            runs, curves = store.consolidate()
+        else:
+            for line in store.problems:
+                say(f"warning: damaged results file: {line}; left in place (--out), its rows in runs.csv are used")
+        if store.kept:
+            say(f"warning: {len(store.kept)} run(s) of {folder} have no readable run file (runs/<id>.json.damaged*); "
+                f"their rows are kept from the old runs.csv: {', '.join(store.kept[:5])}"
+                f"{' ...' if len(store.kept) > 5 else ''}")
+        runs, curves = _frames(runs.to_csv(index=False), curves.to_csv(index=False))
+        return write_report(folder, runs, curves, out=None if in_place else out), runs, curves
+
+
 def main(argv: list[str] | None = None) -> int:
-    folders = [Path(a) for a in (sys.argv[1:] if argv is None else argv)]
+    p = argparse.ArgumentParser(prog="python -m suite.report", description="Write the tables and figures of "
+                                "results folders (default: every results/**/runs.csv) and print their summary.")
+    p.add_argument("folders", nargs="*", type=Path, metavar="FOLDER", help="results folder(s)")
+    p.add_argument("--out", type=Path, help="write tables/ and figures/ here instead of into FOLDER (then FOLDER "
+                   "is only read; one FOLDER only)")
+    args = p.parse_args(sys.argv[1:] if argv is None else argv)
+    folders = args.folders or sorted(q.parent for q in Path("results").rglob("runs.csv"))
+
+    def say(line: str) -> None:
+        print(line, file=sys.stderr)
+
     if not folders:
-        folders = sorted(p.parent for p in Path("results").rglob("runs.csv"))
-    if not folders:
-        print("no results folders (results/**/runs.csv); run python run_all.py first", file=sys.stderr)
-        return 1
+        say("suite.report: error: no results folders (results/**/runs.csv); run the sweep first (python run_all.py)")
+        return 2
+    if args.out is not None and len(folders) > 1:
+        say(f"suite.report: error: --out {args.out} takes one results folder, got {len(folders)}; "
+            "report them one at a time")
+        return 2
+    rc = 0
     for folder in folders:
-        if (folder / "runs").is_dir():  # rebuild the tables from the run files first
-            from .store import ResultsStore
-            ResultsStore(folder).consolidate()
-        written = write_report(folder)
-        print(summary_markdown(folder))
+        try:
+            written, runs, curves = _report_folder(folder, args.out, say)
+        except ResultsError as exc:
+            say(f"suite.report: error: {exc}")
+            rc = 2
+            continue
+        out = folder if args.out is None else args.out
+        print(summary_markdown(folder, runs, curves))
         for kind, paths in written.items():
-            print(f"{kind}: {len(paths)} files under {folder / kind}")
+            print(f"{kind}: {len(paths)} files under {out / kind}")
+        for path in getattr(written, "removed", []):
+            print(f"removed (no longer produced): {path}")
         print()
-    return 0
+    return rc
 
 
 if __name__ == "__main__":

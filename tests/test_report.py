@@ -1,14 +1,22 @@
 """suite.report / suite.figures / notebooks/figures.ipynb on a synthetic results folder (CPU, no torch)."""
+import json
 import math
+import os
+import subprocess
+import sys
+import textwrap
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from suite import report
 from suite.report import summary_markdown, write_report
 from suite.schema import CURVE_COLUMNS, SCHEMA, SUMMARY_COLUMNS
+from suite.store import ResultsError, ResultsStore
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "figures.ipynb"
@@ -153,25 +161,36 @@ def test_report_from_frames_and_unknown_model(tmp_path):
     assert "my_new_model" in (tmp_path / "tables" / "quality.md").read_text()
 
 
-def test_notebook_redraws_everything(tmp_path, monkeypatch):
+def test_notebook_redraws_everything_into_a_scratch_folder(tmp_path, monkeypatch):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     results = tmp_path / "results"
     folder = write_folder(results / "h200" / "test", *synthetic_results(seeds=(0,)))
+    before = sorted(p.relative_to(folder) for p in folder.rglob("*"))
     nb = nbformat.read(NOTEBOOK, as_version=4)
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), "commit the notebook without outputs"
     assert "RESULTS = Path(os.environ.get(\"FLASH_REPRO_RESULTS\"" in nb.cells[0].source
     monkeypatch.setenv("FLASH_REPRO_RESULTS", str(results))
+    monkeypatch.setenv("FLASH_REPRO_SCRATCH", str(tmp_path / "scratch"))
+    monkeypatch.delenv("FLASH_REPRO_WRITE_IN_PLACE", raising=False)
     monkeypatch.setenv("MPLBACKEND", "Agg")
     client = nbclient.NotebookClient(nb, timeout=120, kernel_name="python3",
                                      resources={"metadata": {"path": str(NOTEBOOK.parent)}})
     client.execute()                            # raises CellExecutionError on any failing cell
-    _assert_figures(folder)
-    assert (folder / "tables" / "speedup.md").exists()
+    scratch = tmp_path / "scratch" / "h200" / "test"
+    _assert_figures(scratch)
+    assert (scratch / "tables" / "speedup.md").exists()
+    assert sorted(p.relative_to(folder) for p in folder.rglob("*")) == before   # the results folder: untouched
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     assert sum("image/png" in o.get("data", {}) for o in outputs) == len(FIGURE_STEMS)
     assert any("speedup over Transformer++" in o.get("data", {}).get("text/markdown", "") for o in outputs)
+    # FLASH_REPRO_WRITE_IN_PLACE=1: into the results folder itself (only the first cell, which decides where)
+    code = nb.cells[0].source + "\nprint('OUT', out_folder(FOLDERS[0]))"
+    env = {**os.environ, "FLASH_REPRO_WRITE_IN_PLACE": "1"}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=NOTEBOOK.parent, env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0 and f"OUT {folder}" in proc.stdout, proc.stderr
 
 
 def test_line_styles_tell_variants_apart_only_when_mixed():
@@ -189,3 +208,206 @@ def test_line_styles_tell_variants_apart_only_when_mixed():
         ["-", "--", ":", "-."]
     assert _style(V["flash+compile"])["ls"] == "--" and _style(V["flash+compile"], solid=True)["ls"] == "-"
     assert _style(V["flash"])["color"] == _style(V["flash+compile"])["color"]
+
+
+# ------------------------------------------------------------------------ results that cannot be lost or mixed
+def store_folder(folder: Path, runs: pd.DataFrame, curves: pd.DataFrame) -> Path:
+    """A results folder as the sweep leaves it: one run file per run (runs/<run_id>.json)."""
+    store = ResultsStore(folder)
+    for row in runs.to_dict("records"):
+        summary = {k: v for k, v in row.items() if not (isinstance(v, float) and math.isnan(v))}
+        store.write(summary, curves[curves["run_id"] == row["run_id"]].to_dict("records"))
+    return folder
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def run_report(capsys, *argv) -> tuple[int, str, str]:
+    rc = report.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_report_cli_keeps_the_rows_of_a_damaged_run_file(tmp_path, capsys):
+    runs, curves = synthetic_results(seeds=(0,))
+    folder = store_folder(tmp_path / "h200" / "test", runs, curves)
+    assert run_report(capsys, folder)[0] == 0
+    first = snapshot(folder)
+    victim = folder / "runs" / "train-flash-clm-512-0.json"
+    victim.write_text(victim.read_text()[:200])                            # truncated: a crash, a full disk
+    rc, out, err = run_report(capsys, folder)
+    assert rc == 0
+    warning = [line for line in err.splitlines() if victim.name in line]
+    assert len(warning) == 1 and "damaged" in warning[0] and "kept" in warning[0]
+    assert not victim.exists() and victim.with_name(victim.name + ".damaged").read_text() == first[
+        "runs/train-flash-clm-512-0.json"].decode()[:200]
+    after = snapshot(folder)
+    for name in ("runs.csv", "curves.csv", "tables/quality.csv", "tables/speedup.csv", "figures/quality_vs_time.svg"):
+        assert after[name] == first[name], name                               # nothing lost, nothing changed
+    rc, out, err = run_report(capsys, folder)                                 # and again, once moved aside
+    assert rc == 0 and snapshot(folder)["runs.csv"] == first["runs.csv"] and "train-flash-clm-512-0" in err
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "empty runs", "damaged runs only", "no rows"])
+def test_report_cli_without_results_says_so_in_one_line(tmp_path, capsys, case):
+    folder = tmp_path / "results" / "x"
+    if case != "missing":
+        folder.mkdir(parents=True)
+    if case == "empty runs":
+        (folder / "runs").mkdir()
+    if case == "damaged runs only":
+        (folder / "runs").mkdir()
+        (folder / "runs" / "abc.json").write_text('{"schema": "flash-repro/run/v1", "sum')
+    if case == "no rows":
+        make_runs([]).to_csv(folder / "runs.csv", index=False)
+    before = snapshot(tmp_path)
+    rc, out, err = run_report(capsys, folder)
+    assert rc == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert str(folder) in err and "run the sweep first" in err and "runs= and curves=" not in err
+    assert snapshot(tmp_path) == before and folder.exists() == (case != "missing")
+
+
+def test_report_removes_its_stale_outputs_and_never_a_file_it_did_not_write(tmp_path, capsys):
+    runs, curves = synthetic_results(seeds=(0,))
+    folder = write_folder(tmp_path / "f", runs, curves)
+    (folder / "tables").mkdir()
+    (folder / "tables" / "notes.md").write_text("mine")
+    write_report(folder)
+    assert (folder / "tables" / "speedup.csv").exists() and (folder / "figures" / "speedup_vs_context.png").exists()
+    manifest = json.loads((folder / report.MANIFEST).read_text())["written"]
+    assert "tables/speedup.csv" in manifest and "tables/notes.md" not in manifest
+
+    speed_only = runs[runs["kind"] == "speed"]                                # no training runs: no speedup
+    write_folder(folder, speed_only, curves.iloc[:0])
+    (folder / "figures" / "mine.png").write_bytes(b"a user's figure")
+    written = write_report(folder)
+    names = {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
+    for gone in ("tables/speedup.csv", "tables/speedup.md", "tables/quality.md", "tables/equal_steps.csv",
+                 "figures/speedup_vs_context.png", "figures/quality_vs_time.svg"):
+        assert gone not in names and folder / gone in written.removed
+    assert {"tables/latency.md", "figures/latency_vs_context.png", "tables/notes.md", "figures/mine.png"} <= names
+    assert (folder / "tables" / "notes.md").read_text() == "mine"
+    assert "No speedup table" in summary_markdown(folder)
+
+    # a file of the report's name that the report did not write (not in its manifest): refused, nothing written
+    (folder / "tables" / "quality.md").write_text("my own quality notes")
+    write_folder(folder, runs, curves)
+    before = snapshot(folder)
+    with pytest.raises(ResultsError, match="tables/quality.md was not written by the report"):
+        write_report(folder)
+    assert snapshot(folder) == before
+    rc, out, err = run_report(capsys, folder)
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "quality.md" in err and "--out" in err
+    assert snapshot(folder) == before
+
+    # a folder written before the manifest existed: the report's known names are its own
+    (folder / "tables" / "quality.md").unlink()
+    write_report(folder)
+    (folder / report.MANIFEST).unlink()
+    write_folder(folder, speed_only, curves.iloc[:0])
+    write_report(folder)
+    assert not (folder / "tables" / "speedup.csv").exists() and (folder / "tables" / "notes.md").exists()
+    assert (folder / "figures" / "mine.png").read_bytes() == b"a user's figure"
+
+    # a manifest cannot make the report remove anything outside its own tables/ and figures/ files
+    (tmp_path / "victim.txt").write_text("keep me")
+    own = json.loads((folder / report.MANIFEST).read_text())["written"]
+    (folder / report.MANIFEST).write_text(json.dumps({"written": own + ["../victim.txt", "tables/../../victim.txt",
+                                                                        "runs.csv", "figures/mine.png"]}))
+    write_report(folder)
+    assert (tmp_path / "victim.txt").read_text() == "keep me" and (folder / "runs.csv").exists()
+    assert not (folder / "figures" / "mine.png").exists()        # it said so: a name the report had written
+
+
+def test_report_writes_atomically_and_only_what_changed(tmp_path, monkeypatch):
+    runs, curves = synthetic_results(seeds=(0,))
+    folder = write_folder(tmp_path / "f", runs, curves)
+    write_report(folder)
+    outputs = [p for p in folder.rglob("*") if p.is_file() and p.parent.name in ("tables", "figures")]
+    assert len(outputs) == 2 * 4 + 2 * len(FIGURE_STEMS)
+    for p in outputs:
+        os.utime(p, (1_000_000_000, 1_000_000_000))
+    before = snapshot(folder)
+    written = write_report(folder)                                            # same results: nothing rewritten
+    assert written.changed == [] and written.removed == []
+    assert all(p.stat().st_mtime == 1_000_000_000 for p in outputs)
+
+    # a report killed while replacing files (here: every rename fails) leaves every file whole, no temporary ones
+    write_folder(folder, runs[runs["model"] != "flash"], curves[curves["model"] != "flash"])
+    before = snapshot(folder)
+
+    def broken_replace(src, dst):
+        raise OSError("killed")
+    monkeypatch.setattr(os, "replace", broken_replace)
+    with pytest.raises(OSError, match="killed"):
+        write_report(folder)
+    monkeypatch.undo()
+    assert snapshot(folder) == before
+    assert not [p for p in folder.rglob("*") if p.name.endswith(".tmp") or p.name.startswith(".report-staging")]
+    # killed after its first file: the next report still knows the files it wrote as its own
+    real, calls = report.atomic_write_bytes, []
+
+    def killed_after_one(path, data):
+        if calls:
+            raise KeyboardInterrupt
+        calls.append(path)
+        real(path, data)
+    monkeypatch.setattr(report, "atomic_write_bytes", killed_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        write_report(folder)
+    monkeypatch.undo()
+    assert len(calls) == 1 and snapshot(folder)[str(calls[0].relative_to(folder))] != before[str(calls[0].relative_to(folder))]
+    written = write_report(folder)
+    assert written.changed and "| FLASH |" not in (folder / "tables" / "quality.md").read_text()
+    assert not [p for p in folder.rglob("*") if p.name.endswith(".tmp") or p.name.startswith(".report-staging")]
+
+
+def test_report_out_writes_elsewhere_and_leaves_the_folder_alone(tmp_path, capsys):
+    runs, curves = synthetic_results(seeds=(0,), speed=False)
+    folder = store_folder(tmp_path / "f", runs, curves)
+    (folder / "runs" / "zzz.json").write_text("{ damaged")
+    before = snapshot(folder)
+    rc, out, err = run_report(capsys, folder, "--out", tmp_path / "elsewhere")
+    assert rc == 0 and "zzz.json" in err and "speedup over Transformer++" in out
+    assert snapshot(folder) == before                                         # not even runs.csv
+    _assert_figures(tmp_path / "elsewhere", ("speedup_vs_context", "quality_vs_time"))
+    written = write_report(folder, runs, curves, out=tmp_path / "api")
+    assert all(tmp_path / "api" in p.parents for v in written.values() for p in v)
+    assert snapshot(folder) == before
+
+
+@contextmanager
+def lock_held_elsewhere(folder: Path):
+    code = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(ROOT)!r})
+        from suite.store import ResultsStore
+        with ResultsStore({str(folder)!r}).lock():
+            print("held", flush=True)
+            sys.stdin.readline()
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        yield proc
+    finally:
+        proc.communicate("\n", timeout=60)
+
+
+def test_report_waits_for_no_one_while_a_sweep_writes_the_folder(tmp_path, capsys):
+    runs, curves = synthetic_results(seeds=(0,), speed=False, with_curves=False)
+    folder = store_folder(tmp_path / "f", runs, curves)
+    before = snapshot(folder)
+    with lock_held_elsewhere(folder) as holder:
+        rc, out, err = run_report(capsys, folder)
+        assert rc == 2 and len(err.strip().splitlines()) == 1
+        assert f"{folder} is being written by another sweep or report (pid {holder.pid}" in err
+        with pytest.raises(ResultsError, match="being written by another"):
+            write_report(folder, runs, curves)
+    assert {k: v for k, v in snapshot(folder).items() if k != ".lock"} == before
+    with ResultsStore(folder).lock():                # the sweep holds it in this process and writes the report
+        write_report(folder, runs, curves)
+    assert (folder / "tables" / "quality.md").exists() and not (folder / ".lock").exists()
