@@ -61,6 +61,9 @@ class ModelSpec:
     # "paper": one of the paper's seven models; "peer": an external implementation measured beside ours
     tags: tuple[str, ...] = ()
     equivalent: str = ""  # a peer: our model of the same architecture (its FLOP count is that model's)
+    # a peer: the optional Python module it needs, and the name pip installs it by
+    requires: str = ""
+    pip_name: str = ""
     # overrides that make the model's structure visible at the tiny lengths of the conformance tests
     # (e.g. a chunk size below the test length), applied by tests/test_models.py only
     small_overrides: dict[str, Any] = field(default_factory=dict)

@@ -16,7 +16,8 @@ Corpus specs (``load_corpus(spec)``):
               markers such as ``_START_PARAGRAPH_`` turned into blank lines).
 ``c4``        the paper's C4 (``allenai/c4``, config "en"; field "text").
 ``text:PATH`` a local UTF-8 text file (one document) or a folder (every ``*.txt`` below it,
-              recursively, sorted by relative path; one document per file).
+              recursively, sorted by relative path; one document per file). Decoding is strict:
+              a byte that is not UTF-8 is a DataError naming the file and the byte offset.
 ============  =================================================================================
 
 The three Hugging Face corpora are streamed and capped at ``max_docs`` documents (default
@@ -241,10 +242,15 @@ def load_text_path(path: str | os.PathLike, *, max_docs: int | None = None) -> C
     files, ids = files[:cap], ids[:cap]
     docs = []
     for f in progress(files, total=len(files), desc="reading text files", enable=len(files) > 50):
-        try:  # undecodable bytes become U+FFFD rather than failing a whole folder
-            docs.append(f.read_text(encoding="utf-8", errors="replace"))
+        try:
+            raw = f.read_bytes()
         except OSError as exc:
             raise DataError(f"could not read {f}: {exc}") from exc
+        try:  # strict: bytes that are not UTF-8 would silently become U+FFFD and change the data
+            docs.append(raw.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{f} is not UTF-8 text: byte 0x{raw[exc.start]:02x} at byte offset {exc.start} "
+                            f"({exc.reason}); convert the file to UTF-8 (e.g. iconv -f latin1 -t utf-8)") from None
     ids, docs = _nonempty(ids, docs)
     if not docs:
         raise DataError(f"text corpus {root}: every file is empty")
@@ -368,6 +374,24 @@ def load_hf_corpus(name: str, *, max_docs: int | None = None, split: str = "trai
 
 # --------------------------------------------------------------------------- the one loader
 
+def normalize_corpus_spec(spec: str) -> str:
+    """The one spelling of a corpus spec, so that equal inputs give equal run ids: a built-in name in
+    lower case (``Shakespeare`` -> ``shakespeare``), ``text:PATH`` with PATH absolute and resolved
+    (``text:./b.txt`` -> ``text:/home/me/b.txt``). Raises DataError for an empty or unknown spec."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise DataError(f"corpus spec must be a non-empty string; valid: {', '.join(CORPUS_NAMES)}")
+    spec = spec.strip()
+    if spec[:5].lower() == "text:":
+        path = spec[5:].strip()
+        if not path:
+            raise DataError("text:PATH needs a path, e.g. text:data/book.txt or text:data/books/")
+        return "text:" + str(Path(path).expanduser().resolve())
+    key = spec.lower()
+    if key == "shakespeare" or key == "eltec" or key in HF_CORPORA:
+        return key
+    raise DataError(f"unknown corpus {spec!r}; valid names: {', '.join(CORPUS_NAMES)}")
+
+
 def load_corpus(spec: str, *, eltec_path: str | os.PathLike | None = None,
                 max_docs: int | None = None, hf_split: str = "train") -> Corpus:
     """Load a named corpus (see the module docstring for the names). ``max_docs`` keeps the first
@@ -456,6 +480,6 @@ def corpus_hash(corpus: Corpus, *, val_fraction: float = 0.1, seed: int = 0,
 
 
 __all__ = ["Corpus", "DataError", "CORPUS_NAMES", "HF_CORPORA", "HF_DEFAULT_MAX_DOCS",
-           "load_corpus", "load_shakespeare", "load_eltec", "load_text_path", "load_hf_corpus",
+           "load_corpus", "normalize_corpus_spec", "load_shakespeare", "load_eltec", "load_text_path", "load_hf_corpus",
            "corpus_from_records", "clean_wiki40b", "markdown_play_to_text", "resolve_eltec_path",
            "split_documents", "corpus_hash", "progress", "DEFAULT_ELTEC_PATH", "ELTEC_ENV_VAR"]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
 from typing import Any
 
 import torch
@@ -68,6 +69,25 @@ def resolve_device(device: str) -> str:
     if device == "cuda" and "LOCAL_RANK" in os.environ:
         return f"cuda:{local_rank()}"
     return device
+
+
+_DEVICE = re.compile(r"cpu|cuda(?::(\d+))?")
+
+
+def check_device(device: str, *, present: bool = True) -> None:
+    """Raise ValueError (a one-line message) unless `device` is cpu, cuda or cuda:N; with `present`,
+    also unless this machine has that device (CUDA available, N below the number of visible GPUs)."""
+    m = _DEVICE.fullmatch(device) if isinstance(device, str) else None
+    if m is None:
+        raise ValueError(f"unknown device {device!r}; valid devices: cpu, cuda, cuda:N (N = 0, 1, ...)")
+    if not present or device == "cpu":
+        return
+    if not torch.cuda.is_available():
+        raise ValueError("PyTorch sees no CUDA device on this machine; valid here: cpu")
+    n = torch.cuda.device_count()
+    if m.group(1) is not None and int(m.group(1)) >= n:
+        valid = ", ".join(["cpu", "cuda"] + [f"cuda:{i}" for i in range(n)])
+        raise ValueError(f"this machine has {n} visible GPU(s); valid here: {valid}")
 
 
 def init_from_env(device: str = "cpu") -> bool:

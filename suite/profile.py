@@ -134,8 +134,11 @@ def main(argv=None) -> int:
                    help="a model option, as for run_all.py (repeatable)")
     p.add_argument("--out")
     a = p.parse_args(argv)
-    if a.device.startswith("cuda") and not torch.cuda.is_available():
-        p.error(f"--device {a.device}: this machine has no CUDA device (use --device cpu)")
+    from .distributed import check_device
+    try:  # cpu, cuda or cuda:N, and present on this machine
+        check_device(a.device)
+    except ValueError as exc:
+        p.error(f"--device {a.device}: {exc}")
     try:  # an unknown model or option, or an impossible size: a usage error, before any work
         cfg = RunConfig(model=a.model, context=a.context, objective=a.objective, kind="speed", size=a.size,
                         tokens_per_step=a.tokens_per_step, device=a.device, compile=a.compile_mode or a.compile,

@@ -190,7 +190,7 @@ class ResultsStore:
         curves = pd.DataFrame([row for r in records for row in r.get("curve", [])])
         self.kept = []
         if keep_unreadable:
-            self._check_tables()
+            self.check_tables()
             lost = self.unreadable_ids()
             old_runs = _read_table(self.folder / "runs.csv") if lost and (self.folder / "runs.csv").exists() else None
             if old_runs is not None and "run_id" in old_runs:
@@ -215,7 +215,7 @@ class ResultsStore:
                 pass
         return runs.reset_index(drop=True), curves.reset_index(drop=True)
 
-    def _check_tables(self) -> None:
+    def check_tables(self) -> None:
         """Refuse to touch a runs.csv or curves.csv that is not ours."""
         for name, first in (("runs.csv", "run_id,schema"), ("curves.csv", "run_id,model")):
             path = self.folder / name
@@ -230,7 +230,7 @@ class ResultsStore:
         """Rebuild runs.csv and curves.csv from the run files; refuses to replace a foreign CSV. The rows
         of runs whose files cannot be read are kept from the old CSVs (see tables). Each CSV is written
         atomically, and only when its bytes change."""
-        self._check_tables()  # both before writing either
+        self.check_tables()  # both before writing either
         runs, curves = self.tables(keep_unreadable=keep_unreadable)
         for name, frame in (("runs.csv", runs), ("curves.csv", curves)):
             write_if_changed(self.folder / name, frame.to_csv(index=False))

@@ -9,6 +9,9 @@ a restart skips what is done. With `ddp=True` every process takes part in every 
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
+import json
+import re
 import sys
 import time
 from typing import Any, Iterable
@@ -25,6 +28,22 @@ from .store import ResultsStore
 
 class UsageError(ValueError):
     """Bad input from the user: reported as one line, exit status 2."""
+
+
+# RunConfig fields a user sets through a flag of its own: messages name the flag, not the field
+FIELD_FLAGS = {"tokens_per_step": "--tokens-per-step", "budget_s": "--budget", "max_steps": "--steps",
+               "bpe_vocab": "--bpe-vocab", "sdpa_backend": "--sdpa-backend", "compile_mode": "--compile-mode"}
+
+
+FRESH_MARKER = ".fresh-sweep.json"   # a --fresh sweep under way in a results folder (see execute)
+RETRIED = ("error", "oom")           # statuses that --retry-failed measures again
+
+
+def flag_words(message: str) -> str:
+    """A message of RunConfig's validation with its field names replaced by the flags that set them."""
+    for name, flag in FIELD_FLAGS.items():
+        message = re.sub(rf"\b{name}\b", flag, message)
+    return re.sub(r"^context (\d+)", r"--contexts \1:", message)
 
 
 def get_preset(name: str) -> Preset:
@@ -73,7 +92,7 @@ def expand(preset: Preset, *, models: list[str] | None = None, contexts: list[in
                         try:
                             runs.append(RunConfig(model=model, context=context, objective=objective, seed=seed, **kw))
                         except ValueError as exc:
-                            raise UsageError(str(exc)) from None
+                            raise UsageError(flag_words(str(exc))) from None
     unique = list({r.run_id: r for r in runs}.values())
     check(unique)
     return unique
@@ -84,10 +103,16 @@ def check(runs: Iterable[RunConfig]) -> None:
     from .model import model_config
 
     for r in runs:
+        spec = impl.describe(r.model)  # a peer's optional package, from its registry entry
+        package = spec.requires if spec is not None else ""
+        if package and importlib.util.find_spec(package) is None:
+            raise UsageError(f"{r.label()}: the peer {r.model!r} needs the Python package {package!r}, which is not "
+                             f"installed (pip install {spec.pip_name or package}); or leave the peer out "
+                             "(--models without it, no --peers)")
         try:
             model_config(r, r.vocab_size)
         except ValueError as exc:
-            raise UsageError(f"{r.label()}: {exc}") from None
+            raise UsageError(f"{r.label()}: {flag_words(str(exc))}") from None
 
 
 def distributed_share(runs: list[RunConfig], rank: int | None = None, world: int | None = None, *,
@@ -112,24 +137,100 @@ def check_ddp(runs: Iterable[RunConfig], world: int) -> None:
                              f"choose --tokens-per-step so that the batch is a multiple of {world}")
 
 
+def data_key(cfg: RunConfig) -> tuple[str, str, int]:
+    """What a train run's data (and so its data hash) depends on among its settings."""
+    return (cfg.corpus, cfg.tokenizer, cfg.bpe_vocab)
+
+
+def _fresh_start(store: ResultsStore, run_ids: list[str], log) -> float:
+    """The start of the --fresh sweep of these runs in this folder: the modification time of the marker
+    file of an interrupted --fresh sweep of the same selection (which this one resumes; the file system's
+    clock, as the records'), else infinity after writing a new marker. Records written before it are
+    superseded, those written since are kept."""
+    from .store import atomic_write_text
+
+    path = store.folder / FRESH_MARKER
+    ids = sorted(set(run_ids))
+    try:
+        marker = json.loads(path.read_text())
+        if isinstance(marker, dict) and marker.get("run_ids") == ids:
+            log(f"--fresh: resuming the --fresh sweep started {marker.get('started_utc', '?')}; the runs it "
+                "already measured are kept")
+            return path.stat().st_mtime
+    except (OSError, ValueError):
+        pass
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    atomic_write_text(path, json.dumps({"started_utc": stamp, "run_ids": ids}, indent=1))
+    return float("inf")  # a new --fresh sweep: every record there is older than it
+
+
+def _clear_fresh_marker(store: ResultsStore, run_ids: list[str]) -> None:
+    """The sweep of these runs is complete: a --fresh sweep of them is no longer under way."""
+    path = store.folder / FRESH_MARKER
+    try:
+        marker = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    if isinstance(marker, dict) and marker.get("run_ids") == sorted(set(run_ids)):
+        path.unlink(missing_ok=True)
+
+
+def _to_measure_again(runs: list[RunConfig], store: ResultsStore, *, fresh: bool, retry_failed: bool,
+                      data_hashes: dict | None, log) -> None:
+    """Rank 0, before anyone trains: move damaged files aside, and supersede the records of the runs that
+    are to be measured again: with --fresh those written before the --fresh sweep started, with
+    --retry-failed those that failed (error, oom), and every train run whose data changed since."""
+    records = {r["summary"]["run_id"]: r["summary"] for r in store.records()}
+    for line in store.quarantine_problems():
+        log(f"warning: damaged results file: {line}")
+    start = _fresh_start(store, [r.run_id for r in runs], log) if fresh else None
+    why: dict[str, str] = {}
+    for cfg in runs:
+        summary = records.get(cfg.run_id)
+        if summary is None or cfg.run_id in why:
+            continue
+        if start is not None:
+            try:
+                if store.path(cfg.run_id).stat().st_mtime < start:
+                    why[cfg.run_id] = "--fresh"
+                    continue
+            except OSError:
+                continue
+        if retry_failed and summary.get("status") in RETRIED:
+            why[cfg.run_id] = "--retry-failed"
+            continue
+        recorded = summary.get("data_hash")
+        now = (data_hashes or {}).get(data_key(cfg))
+        if cfg.kind == "train" and recorded and now and recorded != now:
+            why[cfg.run_id] = "data"
+            log(f"{cfg.label()}: its data changed since it was recorded (data hash {recorded}, now {now} for "
+                f"corpus {cfg.corpus!r}): measuring it again")
+    if not why:
+        return
+    moved = store.supersede(list(why))
+    if moved:
+        reasons = {k: sum(1 for v in why.values() if v == k) for k in dict.fromkeys(why.values())}
+        detail = ", ".join(f"{n} {'(data changed)' if k == 'data' else k}" for k, n in reasons.items())
+        log(f"{len(moved)} earlier results moved to {moved[0].parent} to be measured again: {detail}")
+
+
 def execute(runs: list[RunConfig], store: ResultsStore, *, data_for=None, log=print,
-            ddp: bool = False, fresh: bool = False) -> dict[str, int]:
+            ddp: bool = False, fresh: bool = False, retry_failed: bool = False,
+            data_hashes: dict[tuple[str, str, int], str] | None = None) -> dict[str, int]:
     """Run what is not finished yet; returns counts by status (and 'skipped').
 
-    Under torchrun the process group must be initialised (suite.distributed.init_from_env) on every
-    rank before this is called; every rank must call it.
+    Finished runs are measured again (their records superseded, see ResultsStore.supersede) with
+    `fresh` (all of them: those written before this --fresh sweep started, so that re-running an
+    interrupted --fresh sweep resumes it), with `retry_failed` (those whose status is error or oom),
+    and when a train run's recorded data hash differs from `data_hashes[data_key(run)]` (its data
+    changed). Under torchrun the process group must be initialised (suite.distributed.init_from_env)
+    on every rank before this is called; every rank must call it.
     """
     rank, world = D.rank(), D.world_size()
     if ddp and world > 1 and not D.is_initialized():
         raise RuntimeError("data-parallel execution needs the process group: call suite.distributed.init_from_env() first")
-    if rank == 0:  # one process moves damaged files aside, before anyone writes
-        store.finished()
-        for line in store.quarantine_problems():
-            log(f"warning: damaged results file: {line}")
-        if fresh:
-            moved = store.supersede([r.run_id for r in runs])
-            if moved:
-                log(f"--fresh: {len(moved)} earlier results moved to {moved[0].parent}")
+    if rank == 0:  # one process moves damaged files aside and supersedes records, before anyone writes
+        _to_measure_again(runs, store, fresh=fresh, retry_failed=retry_failed, data_hashes=data_hashes, log=log)
     D.barrier()
     done = store.finished()
     mine, rank, world = distributed_share(runs, rank, world, ddp=ddp)
@@ -142,7 +243,7 @@ def execute(runs: list[RunConfig], store: ResultsStore, *, data_for=None, log=pr
     quiet = ddp and rank != 0  # in data-parallel runs rank 0 speaks for all
     bar = tqdm(todo, desc=f"runs (rank {rank}/{world})" if world > 1 and not ddp else "runs", unit="run",
                file=sys.stderr, dynamic_ncols=True, disable=True if quiet else None)
-    fresh = []  # (summary, curve) of the runs this process recorded
+    recorded = []  # (summary, curve) of the runs this process recorded
     for cfg in bar:
         bar.set_postfix_str(cfg.label(), refresh=True)
         t0 = time.time()
@@ -159,7 +260,7 @@ def execute(runs: list[RunConfig], store: ResultsStore, *, data_for=None, log=pr
             summary["world_size"] = 1  # processes that trained this run (not the size of the launch)
         if not ddp or rank == 0:
             store.write(summary, curve)
-            fresh.append((summary, curve))
+            recorded.append((summary, curve))
         counts[summary["status"]] = counts.get(summary["status"], 0) + 1
         if not quiet:
             log(f"[{time.strftime('%H:%M:%S')}] {cfg.label()}: {summary['status']} {summary['message']} "
@@ -167,7 +268,9 @@ def execute(runs: list[RunConfig], store: ResultsStore, *, data_for=None, log=pr
                 f"peak {summary.get('peak_mem_gib', float('nan')):.1f} GiB, run took {time.time() - t0:.0f} s"
                 + (f" (rank {rank}/{world})" if world > 1 and not ddp else ""))
     if world > 1 and not ddp:
-        _collect_on_main(store, fresh, counts)
+        _collect_on_main(store, recorded, counts)
+    if rank == 0:  # every run of the selection is measured now (the collect above waited for the others)
+        _clear_fresh_marker(store, [r.run_id for r in runs])
     return counts
 
 

@@ -318,3 +318,29 @@ def test_hash_changes_with_data_split_and_tokenizer_only():
 def test_hash_stable_across_loads(shakespeare):
     again = load_corpus("shakespeare")
     assert corpus_hash(again) == corpus_hash(shakespeare)
+
+
+def test_text_that_is_not_utf8_is_refused_with_file_and_byte_offset(tmp_path):
+    good = "Une premi\u00e8re ligne.\n\nUne autre.\n"
+    (tmp_path / "ok.txt").write_text(good, encoding="utf-8")
+    assert load_corpus(f"text:{tmp_path / 'ok.txt'}").documents == [good]
+    bad = tmp_path / "books" / "b.txt"
+    bad.parent.mkdir()
+    bad.write_bytes(b"plain ascii, then \xff here\n")
+    with pytest.raises(DataError, match=r"b\.txt is not UTF-8 text: byte 0xff at byte offset 18"):
+        load_corpus(f"text:{bad.parent}")
+
+
+def test_corpus_specs_have_one_spelling(tmp_path, monkeypatch):
+    from suite.data import normalize_corpus_spec
+    for spec in ("shakespeare", "Shakespeare", " SHAKESPEARE "):
+        assert normalize_corpus_spec(spec) == "shakespeare"
+    assert normalize_corpus_spec("PG19") == "pg19" and normalize_corpus_spec("ELTeC") == "eltec"
+    (tmp_path / "b.txt").write_text("x\n")
+    monkeypatch.chdir(tmp_path)
+    want = f"text:{(tmp_path / 'b.txt').resolve()}"
+    for spec in ("text:b.txt", "text:./b.txt", f"text:{tmp_path}/sub/../b.txt", "TEXT:b.txt"):
+        assert normalize_corpus_spec(spec) == want
+    for bad, words in (("", "non-empty"), ("text:", "needs a path"), ("wikipedia", "unknown corpus")):
+        with pytest.raises(DataError, match=words):
+            normalize_corpus_spec(bad)

@@ -181,3 +181,20 @@ def test_torchrun_data_parallel(corpus, tmp_path, capsys):
         assert s[key] is not None and math.isfinite(s[key]), key
     table = pd.read_csv(out / "runs.csv")
     assert list(table["run_id"]) == expected and int(table["world_size"].iloc[0]) == 2
+
+
+def test_check_device_accepts_cpu_cuda_and_cuda_n_and_refuses_the_rest(monkeypatch):
+    for good in ("cpu", "cuda", "cuda:0", "cuda:12"):
+        D.check_device(good, present=False)
+    for bad in ("mps", "gpu", "CUDA", "cuda:", "cuda:x", "cuda:-1", "", "cpu:0"):
+        with pytest.raises(ValueError, match="valid devices: cpu, cuda, cuda:N"):
+            D.check_device(bad, present=False)
+    D.check_device("cpu")
+    monkeypatch.setattr(D.torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="no CUDA device"):
+        D.check_device("cuda")
+    monkeypatch.setattr(D.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(D.torch.cuda, "device_count", lambda: 2)
+    D.check_device("cuda:1")
+    with pytest.raises(ValueError, match="2 visible GPU.*valid here: cpu, cuda, cuda:0, cuda:1"):
+        D.check_device("cuda:7")

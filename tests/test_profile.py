@@ -63,3 +63,12 @@ def test_bad_requests_are_usage_errors_before_any_work(args, message, capsys):
         main(args + ["--context", "64", "--size", "tiny", "--device", "cpu"])
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("device, message", [("mps", "valid devices: cpu, cuda, cuda:N"), ("gpu", "valid devices"),
+                                             ("cuda:99", "--device cuda:99")])
+def test_a_device_this_machine_lacks_is_a_usage_error(device, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--model", "flash", "--context", "64", "--size", "tiny", "--tokens-per-step", "256", "--device", device])
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err

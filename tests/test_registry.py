@@ -40,7 +40,7 @@ def throwaway(tmp_path):
 
 
 def test_a_baseline_from_one_file_appears_labelled_and_styled(throwaway, tmp_path):
-    from test_runner import write_corpus
+    from conftest import write_corpus
     corpus = "text:" + str(write_corpus(tmp_path / "corpus.txt"))
     out = tmp_path / "out"
     threads = torch.get_num_threads()

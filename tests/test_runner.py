@@ -10,7 +10,6 @@ import itertools
 import json
 import math
 import os
-import random
 import re
 import signal
 import subprocess
@@ -40,46 +39,10 @@ NOT_IN_CPU_SUMMARY = {"schema", "peak_mem_gib"}
 TRAIN_ONLY = {"tokens", "train_time_s", "final_eval_loss", "final_bpb", "final_train_loss"}
 
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # the corpus and one_thread fixtures: conftest.py
+
+
 # --------------------------------------------------------------------------- fixtures
-
-WORDS = ("the a of and to in that is was he she it with as his her for on be at by had not but what all "
-         "were when we there can an your which their said if do will each about how up out them then "
-         "many some so these would other into has more two like him see time could no make than first "
-         "been its who now people my made over did down only way find use may water long little very "
-         "after words called just where most know get through back much before go good new write our "
-         "used me man too any day same right look think also around another came come work three word "
-         "must because does part even place well such here take why things help put years different").split()
-
-
-def write_corpus(path: Path, paragraphs: int = 40, seed: int = 0) -> Path:
-    """~8 KB of pseudo-English in blank-line separated paragraphs (one document, split at a paragraph)."""
-    rng = random.Random(seed)
-    paras = []
-    for _ in range(paragraphs):
-        sentences = []
-        for _ in range(rng.randint(3, 6)):
-            s = " ".join(rng.choice(WORDS) for _ in range(rng.randint(5, 14)))
-            sentences.append(s[0].upper() + s[1:] + rng.choice(".!?"))
-        paras.append(" ".join(sentences))
-    path.write_text("\n\n".join(paras) + "\n", encoding="utf-8")
-    return path
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from a second thread, and lose a lot when other work shares the 2 cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> str:
-    """A corpus spec, text:<file>, shared by the module (its tokenisation is cached per spec)."""
-    return "text:" + str(write_corpus(tmp_path_factory.mktemp("corpus") / "corpus.txt"))
-
-
 def train_config(corpus: str, **kw) -> RunConfig:
     base = dict(model="transformer", context=32, tokens_per_step=512, budget_s=1.0, evals=3, eval_tokens=1024,
                 warmup_steps=2, corpus=corpus)
@@ -481,8 +444,8 @@ def cli_error(capsys, argv: list[str]) -> str:
     (["--corpus", "wikipedia-2031"], "unknown corpus 'wikipedia-2031'"),
     (["--corpus", "text:/nonexistent/dir/book.txt"], "text corpus path not found"),
     (["--corpus", "eltec", "--eltec-path", "/nonexistent/x.jsonl.gz"], "ELTeC corpus file not found"),
-    (["--contexts", "0"], "context 0"),
-    (["--contexts", "1k", "--tokens-per-step", "512"], "at most tokens_per_step 512"),
+    (["--contexts", "0"], "argument --contexts: item '0': a context length must be at least 1"),
+    (["--contexts", "1k", "--tokens-per-step", "512"], "--contexts 1024: must be >= 1 and at most --tokens-per-step 512"),
     (["--preset", "gpu-everything"], "unknown preset 'gpu-everything'"),
     (["--set", "chunk=8"], "unknown model option(s) ['chunk'] for model 'transformer'"),
 ])
@@ -624,8 +587,8 @@ def test_compile_mode_flag_makes_its_own_variant(capsys):
                      "--no-variants", "--compile-mode", "max-autotune-no-cudagraphs", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "speed:flash[mode=max-autotune-no-cudagraphs]+compile:clm:T=2048" in out and "1 runs" in out
-    with pytest.raises(SystemExit):  # argparse refuses an unknown mode
-        cli.main(["--compile-mode", "fastest", "--dry-run"])
+    assert cli.main(["--compile-mode", "fastest", "--dry-run"]) == 2  # argparse refuses an unknown mode
+    assert "argument --compile-mode: invalid choice: 'fastest'" in capsys.readouterr().err
 
 
 def test_listing_into_a_closed_pipe_ends_quietly(monkeypatch):

@@ -72,7 +72,8 @@ def _peer(name: str, description: str, package: str, builder, equivalent: str, *
     return register_model(ModelSpec(
         name=name, description=description, build=_needs(package, builder, name),
         flops=lambda cfg, T: get_spec(equivalent).flops(equivalent_config(cfg), T),
-        options={}, causal=True, bidirectional=False, tags=("peer",), equivalent=equivalent, **display))
+        options={}, causal=True, bidirectional=False, tags=("peer",), equivalent=equivalent, requires=package,
+        pip_name=package.replace("_", "-"), **display))
 
 
 _peer("peer:hf_llama", "Hugging Face Llama (= Transformer++), SDPA attention", "transformers",
