@@ -46,8 +46,7 @@ def run(cfg: RunConfig, data: Batches | None = None, *, progress=None,
     each batch (tokens_per_step / world tokens), and the summary counts global tokens.
     """
     device = torch.device(D.resolve_device(cfg.device))
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda asked for, but PyTorch sees no CUDA device")
+    D.check_device(str(device))  # the CLI checked it before any work; a direct caller gets the same check
     world = D.world_size() if ddp and D.is_initialized() else 1
     if data is None:  # random tokens: this rank's part of the batch
         data = random_batches(cfg if world == 1 else replace(cfg, tokens_per_step=cfg.tokens_per_step // world))

@@ -84,22 +84,28 @@ def test_causal_global_part_uses_earlier_chunks_only():
     torch.testing.assert_close(out[:, :16], out2[:, :16])
 
 
-@pytest.mark.parametrize("form", ["toeplitz", "rope"])
-@pytest.mark.parametrize("attention,causal", [("quad", True), ("quad", False), ("mixed_chunk", True),
-                                              ("mixed_chunk", False)])
-def test_gau_layer_equals_its_dense_reference(attention, causal, form):
-    torch.manual_seed(0)
-    layer = GAU(16, expansion=2, s=8, causal=causal, max_len=40, attention=attention, chunk=8, rel_pos_form=form)
+def assert_layer_equals_its_dense_reference(layer: GAU, T: int) -> None:
+    """With every parameter moved off its initial value, the layer's fast path equals its dense T x T
+    reference in outputs and in every parameter's gradient."""
     with torch.no_grad():
         for p in layer.parameters():
             p.add_(torch.randn_like(p) * 0.3)
-    x = torch.randn(2, 29, 16)
+    x = torch.randn(2, T, 16)
     fast, ref = layer(x), layer.reference_forward(x)
     torch.testing.assert_close(fast, ref, rtol=1e-10, atol=1e-10)
     w = torch.randn_like(fast)
     params = list(layer.parameters())
     for a, b in zip(torch.autograd.grad((fast * w).sum(), params), torch.autograd.grad((ref * w).sum(), params)):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("form", ["toeplitz", "rope"])
+@pytest.mark.parametrize("attention,causal", [("quad", True), ("quad", False), ("mixed_chunk", True),
+                                              ("mixed_chunk", False)])
+def test_gau_layer_equals_its_dense_reference(attention, causal, form):
+    torch.manual_seed(0)
+    layer = GAU(16, expansion=2, s=8, causal=causal, max_len=40, attention=attention, chunk=8, rel_pos_form=form)
+    assert_layer_equals_its_dense_reference(layer, T=29)
 
 
 def test_paper_length_normaliser_makes_outputs_depend_on_total_length():
@@ -162,16 +168,7 @@ def test_gau_chunk_prefix_option_equals_the_dense_reference(chunk_prefix, causal
     torch.manual_seed(0)
     layer = GAU(16, expansion=2, s=8, causal=causal, max_len=T, attention="mixed_chunk", chunk=8,
                 chunk_prefix=chunk_prefix)
-    with torch.no_grad():
-        for p in layer.parameters():
-            p.add_(torch.randn_like(p) * 0.3)
-    x = torch.randn(2, T, 16)
-    fast, ref = layer(x), layer.reference_forward(x)
-    torch.testing.assert_close(fast, ref, rtol=1e-10, atol=1e-10)
-    w = torch.randn_like(fast)
-    params = list(layer.parameters())
-    for a, b in zip(torch.autograd.grad((fast * w).sum(), params), torch.autograd.grad((ref * w).sum(), params)):
-        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+    assert_layer_equals_its_dense_reference(layer, T)
 
 
 @pytest.mark.parametrize("chunk_prefix", ["auto", "cumsum", "matmul"])

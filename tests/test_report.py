@@ -4,9 +4,7 @@ import math
 import os
 import subprocess
 import sys
-import textwrap
 import warnings
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +15,7 @@ from suite import report
 from suite.report import summary_markdown, write_report
 from suite.schema import CURVE_COLUMNS, SCHEMA, SUMMARY_COLUMNS
 from suite.store import ResultsError, ResultsStore
+from test_store import lock_held_elsewhere
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "figures.ipynb"
@@ -377,24 +376,6 @@ def test_report_out_writes_elsewhere_and_leaves_the_folder_alone(tmp_path, capsy
     written = write_report(folder, runs, curves, out=tmp_path / "api")
     assert all(tmp_path / "api" in p.parents for v in written.values() for p in v)
     assert snapshot(folder) == before
-
-
-@contextmanager
-def lock_held_elsewhere(folder: Path):
-    code = textwrap.dedent(f"""
-        import sys
-        sys.path.insert(0, {str(ROOT)!r})
-        from suite.store import ResultsStore
-        with ResultsStore({str(folder)!r}).lock():
-            print("held", flush=True)
-            sys.stdin.readline()
-    """)
-    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout.readline().strip() == "held"
-        yield proc
-    finally:
-        proc.communicate("\n", timeout=60)
 
 
 def test_report_waits_for_no_one_while_a_sweep_writes_the_folder(tmp_path, capsys):

@@ -22,6 +22,12 @@ import torch.nn.functional as F
 
 from .quad import quadratic_attention
 
+
+def check_choice(what: str, value: str, valid: tuple[str, ...]) -> None:
+    """Refuse a value outside `valid`, naming what it is for and the valid values."""
+    if value not in valid:
+        raise ValueError(f"unknown {what} {value!r}; valid: {', '.join(valid)}")
+
 PARTS = ("mixed", "local", "global")  # the paper's ablation: both parts, local (quadratic) only, global (linear) only
 GLOBAL_NORMS = ("tokens", "chunk", "none")
 CHUNK_PREFIXES = ("auto", "cumsum", "matmul")  # ways to sum the states of earlier chunks (same numbers)
@@ -42,16 +48,15 @@ def exclusive_chunk_prefix(kv: torch.Tensor, how: str = "auto") -> torch.Tensor:
     "auto": matmul from PREFIX_MATMUL_MIN_CHUNKS chunks on, cumsum below. All are tested against the
     dense reference.
     """
+    check_choice("chunk prefix", how, CHUNK_PREFIXES)
     if how == "auto":
         how = "matmul" if kv.shape[1] >= PREFIX_MATMUL_MIN_CHUNKS else "cumsum"
     if how == "cumsum":
         acc = kv.to(torch.promote_types(kv.dtype, STATE_SUM_DTYPE))
         return acc.cumsum(dim=1) - acc
-    if how == "matmul":
-        B, G = kv.shape[:2]
-        earlier = torch.ones(G, G, device=kv.device, dtype=kv.dtype).tril(-1)  # earlier[g, h] = 1 for h < g
-        return torch.matmul(earlier, kv.reshape(B, G, -1)).view_as(kv)
-    raise ValueError(f"unknown chunk prefix {how!r}; valid: {', '.join(CHUNK_PREFIXES)}")
+    B, G = kv.shape[:2]  # "matmul"
+    earlier = torch.ones(G, G, device=kv.device, dtype=kv.dtype).tril(-1)  # earlier[g, h] = 1 for h < g
+    return torch.matmul(earlier, kv.reshape(B, G, -1)).view_as(kv)
 
 
 def global_normaliser(global_norm: str, causal: bool, chunk: int, T: int, G: int, device, dtype) -> torch.Tensor:
@@ -62,8 +67,7 @@ def global_normaliser(global_norm: str, causal: bool, chunk: int, T: int, G: int
     "chunk":  C when causal, T bidirectional (the normaliser of the public FLASH-pytorch code);
     "none":   1 (the paper's pseudo-code as copied publicly has no normaliser).
     """
-    if global_norm not in GLOBAL_NORMS:
-        raise ValueError(f"unknown global_norm {global_norm!r}; valid: {', '.join(GLOBAL_NORMS)}")
+    check_choice("global_norm", global_norm, GLOBAL_NORMS)
     if global_norm == "none":
         n = torch.ones(G if causal else 1, device=device, dtype=dtype)
     elif not causal:
@@ -88,10 +92,8 @@ def mixed_chunk_attention(q_quad: torch.Tensor, k_quad: torch.Tensor, q_lin: tor
     Any T: the sequence is padded with zeros to a multiple of `chunk`; padded keys carry v = 0 and
     k_lin = 0, so they add nothing, and their outputs are dropped.
     """
-    if parts not in PARTS:
-        raise ValueError(f"unknown mixed chunk attention parts {parts!r}; valid: {', '.join(PARTS)}")
-    if chunk_prefix not in CHUNK_PREFIXES:
-        raise ValueError(f"unknown chunk_prefix {chunk_prefix!r}; valid: {', '.join(CHUNK_PREFIXES)}")
+    check_choice("mixed chunk attention parts", parts, PARTS)
+    check_choice("chunk_prefix", chunk_prefix, CHUNK_PREFIXES)
     B, T, _ = v.shape
     C = min(chunk, T)  # a sequence shorter than one chunk is one chunk of T tokens (no padding) ...
     G = -(-T // C)

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from ...layers.linear import Linear
 from ...layers.rope import RotaryEmbedding
-from .chunk import CHUNK_PREFIXES, GLOBAL_NORMS, PARTS, mixed_chunk_attention
+from .chunk import CHUNK_PREFIXES, GLOBAL_NORMS, PARTS, check_choice, mixed_chunk_attention
 from .naive import dense_mixed_chunk_matrix
 from .quad import quadratic_attention, relu2_scores
 
@@ -94,8 +94,7 @@ class ScaleOffset(nn.Module):
 
 def resolve_rel_pos_form(form: str, n: int) -> str:
     """'auto' is the paper's rule: a free Toeplitz vector below 512 positions, RoPE vectors from 512 on."""
-    if form not in REL_POS_FORMS:
-        raise ValueError(f"unknown rel_pos_form {form!r}; valid: {', '.join(REL_POS_FORMS)}")
+    check_choice("rel_pos_form", form, REL_POS_FORMS)
     if form == "auto":
         return "toeplitz" if n < ROPE_BIAS_MIN_LEN else "rope"
     return form
@@ -144,18 +143,11 @@ class GAU(nn.Module):
                  rel_pos_form: str = "auto", parts: str = "mixed", chunk_prefix: str = "auto",
                  global_norm: str = "tokens", init: str = "paper"):
         super().__init__()
-        if init not in INITS:
-            raise ValueError(f"unknown GAU init {init!r}; valid: {', '.join(INITS)}")
-        if global_norm not in GLOBAL_NORMS:
-            raise ValueError(f"unknown global_norm {global_norm!r}; valid: {', '.join(GLOBAL_NORMS)}")
-        if parts not in PARTS:
-            raise ValueError(f"unknown mixed chunk attention parts {parts!r}; valid: {', '.join(PARTS)}")
-        if chunk_prefix not in CHUNK_PREFIXES:
-            raise ValueError(f"unknown chunk_prefix {chunk_prefix!r}; valid: {', '.join(CHUNK_PREFIXES)}")
-        if attention not in ATTENTIONS:
-            raise ValueError(f"unknown GAU attention {attention!r}; valid: {', '.join(ATTENTIONS)}")
-        if quad_norm not in QUAD_NORMS:
-            raise ValueError(f"unknown quad_norm {quad_norm!r}; valid: {', '.join(QUAD_NORMS)}")
+        for what, value, valid in (("GAU init", init, INITS), ("global_norm", global_norm, GLOBAL_NORMS),
+                                   ("mixed chunk attention parts", parts, PARTS),
+                                   ("chunk_prefix", chunk_prefix, CHUNK_PREFIXES),
+                                   ("GAU attention", attention, ATTENTIONS), ("quad_norm", quad_norm, QUAD_NORMS)):
+            check_choice(what, value, valid)
         if chunk < 1:
             raise ValueError(f"chunk size must be >= 1, got {chunk}")
         self.e, self.s = expansion * d, s
