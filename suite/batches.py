@@ -31,6 +31,7 @@ class Batches:
     corpus: str = "random"
     tokenizer: str = "none"
     data_hash: str = ""
+    train_tokens: int = 0         # tokens in the training stream (a run's epochs: tokens trained / this)
 
 
 def random_batches(cfg: RunConfig) -> Batches:
@@ -72,4 +73,5 @@ def corpus_batches(cfg: RunConfig, eltec_path: str | None = None) -> Batches:
         return [objective(w, gen) for w in windows]
 
     return Batches(sample=sample, evaluate=evaluate, vocab_size=tok.vocab_size, bytes_per_token=val.bytes_per_token,
-                   corpus=cfg.corpus, tokenizer=tok.name, data_hash=data_hash)
+                   corpus=cfg.corpus, tokenizer=tok.name, data_hash=data_hash,
+                   train_tokens=len(train))

@@ -114,6 +114,19 @@ def device_value(text: str) -> str:
     return text.strip()
 
 
+def checkpoint_interval(text: str) -> tuple[int | None, float | None] | None:
+    """--checkpoint-every: N (steps), Ns or Nm (wall-clock seconds or minutes), or off (None)."""
+    t = text.strip().lower()
+    if t == "off":
+        return None
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([sm]?)", t)
+    if not m or float(m.group(1)) <= 0 or (not m.group(2) and "." in m.group(1)):
+        raise argparse.ArgumentTypeError(f"expected N steps, Ns, Nm or off, got {text!r}")
+    if not m.group(2):
+        return int(m.group(1)), None
+    return None, float(m.group(1)) * (60 if m.group(2) == "m" else 1)
+
+
 def parse_key_value(text: str) -> tuple[str, object]:
     """KEY=VALUE with VALUE read as a bool (true / false), an int, a float, or else kept as text."""
     key, sep, raw = text.partition("=")
@@ -148,6 +161,7 @@ def swept_learning_rates(folder: Path) -> dict[str, float]:
 def parser() -> argparse.ArgumentParser:
     import implementations as impl
 
+    from .checkpoint import DEFAULT_EVERY_S
     from .presets import PRESETS
     from .runs import COMPILE_MODES
 
@@ -196,6 +210,10 @@ def parser() -> argparse.ArgumentParser:
                    "interrupted --fresh sweep resumes when the same command is run again")
     p.add_argument("--retry-failed", action="store_true", help="measure again the runs whose recorded status is "
                    "error or oom (their records move to superseded/<time>/); ok, nan and diverged runs stay")
+    p.add_argument("--checkpoint-every", type=checkpoint_interval, default=(None, DEFAULT_EVERY_S), metavar="N|Ns|Nm|off",
+                   help="train runs save a checkpoint in <out>/checkpoints every N steps or every N seconds / "
+                   f"minutes of wall time (default {DEFAULT_EVERY_S / 60:g}m); a killed sweep run again resumes "
+                   "each run from its last one; off: none")
     p.add_argument("--dry-run", action="store_true", help="list the runs and exit")
     p.add_argument("--list", action="store_true", help="list presets and models and exit")
     return p
@@ -379,6 +397,7 @@ def _sweep(args, runs, out: Path, state: dict) -> int:
     from . import distributed as D
     from .objectives import check_length
     from .store import ResultsStore
+    from .checkpoint import Checkpointing
     from .sweep import data_key, execute
 
     store = ResultsStore(out)
@@ -412,8 +431,10 @@ def _sweep(args, runs, out: Path, state: dict) -> int:
                                          else f", shared out over {world} processes")
             print(f"{len(runs)} runs of preset {args.preset!r}{how} -> {out}", file=sys.stderr)
         state["stage"] = "sweep"
+        every = args.checkpoint_every
+        checkpoints = Checkpointing(out / "checkpoints", *every) if every is not None else None
         counts = execute(runs, store, data_for=data_for, log=lambda m: print(m, file=sys.stderr), ddp=args.ddp,
-                         fresh=args.fresh, retry_failed=args.retry_failed, data_hashes=hashes)
+                         fresh=args.fresh, retry_failed=args.retry_failed, data_hashes=hashes, checkpoints=checkpoints)
         D.barrier()  # every process's runs are recorded before rank 0 writes the report
         if not D.is_main():
             return 0

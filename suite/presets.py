@@ -28,6 +28,11 @@ class Preset:
     lr: dict[str, float] = field(default_factory=dict)
     # results folder name under results/<platform>/ (default: the preset's name)
     folder: str | None = None
+    # seeds per model where they differ from `seeds` (the command line's --seeds wins over both)
+    model_seeds: dict[str, list[int]] = field(default_factory=dict)
+
+    def seeds_of(self, model: str) -> list[int]:
+        return self.model_seeds.get(model, self.seeds)
 
 
 # The fair protocol (issue 10): every model trains the same number of steps with the same step-based
@@ -46,6 +51,15 @@ LR_GRID = (1e-3, 2e-3, 4e-3)
 QUALITY_LR: dict[str, float] = {"transformer": 1e-3, "transformer_plus": 2e-3, "transformer_plus_plus": 2e-3,
                                 "performer": 1e-3, "combiner": 2e-3, "flash_quad": 4e-3, "flash": 4e-3}
 
+
+# The paper's figures (issue 11): every model trained the same PAPER_STEPS steps at the quality size, at
+# the paper's context lengths, 3 seeds for the three models the verdicts rest on. Quality per step is
+# measured once (these learning curves); cost per step per platform, from the train runs' own step times
+# or from the paper-speed preset on any other device (suite/platforms.py joins the two).
+PAPER_STEPS = 3000
+PAPER_QUALITY = {**QUALITY, "max_steps": PAPER_STEPS, "evals": 30}
+PAPER_GROUPS = [("clm", [512, 1024, 2048, 4096, 8192]), ("mlm", [512, 2048, 8192])]
+PAPER_SEEDS = {m: [0, 1, 2] for m in ("transformer_plus_plus", "flash_quad", "flash")}
 
 PRESETS: dict[str, Preset] = {
     "smoke": Preset(
@@ -86,6 +100,22 @@ PRESETS: dict[str, Preset] = {
                     "every model at its best rate",
         models=SEVEN, groups=[("clm", [2048])], base=QUALITY, folder="gpu-quality",
         variants=[(SEVEN, {"lr": x}) for x in LR_GRID[1:]],
+    ),
+    "paper-figures": Preset(
+        description=f"the paper's quality figures: all seven models at the quality size (~25M parameters, d 512), "
+                    f"ELTeC bytes, {PAPER_STEPS} steps of 65,536 tokens each (~3.4 epochs), step-based schedule, each "
+                    "model at its peak learning rate, causal LM 512-8K and masked LM 512/2K/8K, seeds 0-2 for "
+                    "Transformer++, FLASH-Quad and FLASH and seed 0 for the others: 104 runs of 3-5 min on an H200",
+        models=SEVEN, groups=PAPER_GROUPS, seeds=[0], model_seeds=PAPER_SEEDS, base=PAPER_QUALITY, lr=QUALITY_LR,
+    ),
+    "paper-speed": Preset(
+        description="step time and memory at the paper-figures shapes (quality size, 65,536 tokens per step, "
+                    "byte vocabulary of 257), compiled: what a new platform measures to get its own "
+                    "speedup-at-equal-quality table from the committed learning curves (python -m suite.platforms); "
+                    "--device cpu --precision fp32 --no-compile for a CPU",
+        models=SEVEN, groups=PAPER_GROUPS,
+        base=dict(kind="speed", size="quality", tokens_per_step=65536, vocab_size=257, device="cuda",
+                  precision="bf16", compile=True, warmup_timing_steps=3, timed_steps=10),
     ),
     "gpu-ablation": Preset(
         description="GPU ablations of FLASH as in the paper: chunk size 128..1024 and local-only / global-only / "

@@ -21,8 +21,8 @@ SUMMARY_COLUMNS = [
     # identity
     "run_id", "schema", "status", "message", "kind",          # kind: "train" (learning curve) or "speed"
     "model", "variant", "objective", "context", "seed", "size", "d_model", "n_layers", "vocab_size", "n_params",
-    # work
-    "batch_size", "tokens_per_step", "steps", "tokens", "train_time_s",
+    # work; epochs: passes over the training stream the run's tokens make (train runs)
+    "batch_size", "tokens_per_step", "steps", "tokens", "train_time_s", "epochs",
     # protocol (train runs): peak learning rate; schedule "steps" (fixed steps) or "time" (time budget)
     "lr", "schedule",
     # quality (train runs): final held-out loss in nats per token and bits per byte
@@ -32,6 +32,8 @@ SUMMARY_COLUMNS = [
     "train_flops_per_token", "model_tflops", "mfu", "peak_tflops",
     # how it ran
     "device", "device_name", "precision", "compile", "attention_kernel", "sdpa_backend", "world_size",
+    # the step a train run resumed from, its last checkpoint (suite/checkpoint.py); empty if it never stopped
+    "resumed_from_step",
     # what distinguishes a configuration, as data (the variant column is a label built from these):
     # backend ("pytorch"), compile_mode ("eager", "default" or a torch.compile mode), model_options
     # (JSON object of the options set on top of the model's defaults, e.g. {"chunk": 128})

@@ -2,8 +2,9 @@
 
 Under `torchrun`, each process takes its share of the runs (run i goes to rank i mod world size)
 on its own GPU (cuda:LOCAL_RANK); every finished run is one atomically written file in the results
-store, so processes never write the same file, a killed sweep loses at most the runs in flight, and
-a restart skips what is done. With `ddp=True` every process takes part in every run instead
+store, so processes never write the same file, and a restart skips what is done; with checkpoints
+(suite/checkpoint.py) a killed sweep loses at most the steps since each run's last checkpoint, and a
+restart resumes the runs in flight from theirs. With `ddp=True` every process takes part in every run instead
 (data-parallel training, DistributedDataParallel) and rank 0 alone writes the results.
 """
 from __future__ import annotations
@@ -21,6 +22,7 @@ from tqdm import tqdm
 import implementations as impl
 
 from . import distributed as D
+from .checkpoint import Checkpointing
 from .presets import PRESETS, Preset
 from .runs import RunConfig
 from .store import ResultsStore
@@ -84,7 +86,7 @@ def expand(preset: Preset, *, models: list[str] | None = None, contexts: list[in
                 ms = [m for m in ms if not impl.is_peer(m)]
             for context in contexts or ctxs:
                 for model in ms:
-                    for seed in seeds or preset.seeds:
+                    for seed in seeds or preset.seeds_of(model):
                         lr = {"lr": preset.lr[model]} if model in preset.lr else {}
                         kw = {**preset.base, **lr, **extra, **settings}
                         if "overrides" in extra and "overrides" in settings:  # model options: merge
@@ -176,7 +178,7 @@ def _clear_fresh_marker(store: ResultsStore, run_ids: list[str]) -> None:
 
 
 def _to_measure_again(runs: list[RunConfig], store: ResultsStore, *, fresh: bool, retry_failed: bool,
-                      data_hashes: dict | None, log) -> None:
+                      data_hashes: dict | None, log, checkpoints: Checkpointing | None = None) -> None:
     """Rank 0, before anyone trains: move damaged files aside, and supersede the records of the runs that
     are to be measured again: with --fresh those written before the --fresh sweep started, with
     --retry-failed those that failed (error, oom), and every train run whose data changed since."""
@@ -184,6 +186,11 @@ def _to_measure_again(runs: list[RunConfig], store: ResultsStore, *, fresh: bool
     for line in store.quarantine_problems():
         log(f"warning: damaged results file: {line}")
     start = _fresh_start(store, [r.run_id for r in runs], log) if fresh else None
+    if start is not None and checkpoints is not None:  # --fresh starts runs again, unless this sweep saved them
+        for cfg in runs:
+            path = checkpoints.path(cfg.run_id)
+            if path.exists() and path.stat().st_mtime < start:
+                path.unlink(missing_ok=True)
     why: dict[str, str] = {}
     for cfg in runs:
         summary = records.get(cfg.run_id)
@@ -216,21 +223,25 @@ def _to_measure_again(runs: list[RunConfig], store: ResultsStore, *, fresh: bool
 
 def execute(runs: list[RunConfig], store: ResultsStore, *, data_for=None, log=print,
             ddp: bool = False, fresh: bool = False, retry_failed: bool = False,
-            data_hashes: dict[tuple[str, str, int], str] | None = None) -> dict[str, int]:
+            data_hashes: dict[tuple[str, str, int], str] | None = None,
+            checkpoints: Checkpointing | None = None) -> dict[str, int]:
     """Run what is not finished yet; returns counts by status (and 'skipped').
 
     Finished runs are measured again (their records superseded, see ResultsStore.supersede) with
     `fresh` (all of them: those written before this --fresh sweep started, so that re-running an
     interrupted --fresh sweep resumes it), with `retry_failed` (those whose status is error or oom),
     and when a train run's recorded data hash differs from `data_hashes[data_key(run)]` (its data
-    changed). Under torchrun the process group must be initialised (suite.distributed.init_from_env)
+    changed). `checkpoints`: train runs save their state there and resume from it
+    (suite/checkpoint.py); a run's checkpoint is removed once its result is recorded, and --fresh
+    removes those older than its sweep. Under torchrun the process group must be initialised (suite.distributed.init_from_env)
     on every rank before this is called; every rank must call it.
     """
     rank, world = D.rank(), D.world_size()
     if ddp and world > 1 and not D.is_initialized():
         raise RuntimeError("data-parallel execution needs the process group: call suite.distributed.init_from_env() first")
     if rank == 0:  # one process moves damaged files aside and supersedes records, before anyone writes
-        _to_measure_again(runs, store, fresh=fresh, retry_failed=retry_failed, data_hashes=data_hashes, log=log)
+        _to_measure_again(runs, store, fresh=fresh, retry_failed=retry_failed, data_hashes=data_hashes, log=log,
+                          checkpoints=checkpoints)
     D.barrier()
     done = store.finished()
     mine, rank, world = distributed_share(runs, rank, world, ddp=ddp)
@@ -252,7 +263,7 @@ def execute(runs: list[RunConfig], store: ResultsStore, *, data_for=None, log=pr
             # each rank draws its part of the global batch: tokens_per_step / world tokens
             data = data_for(dataclasses.replace(cfg, tokens_per_step=cfg.tokens_per_step // world)
                             if ddp and world > 1 else cfg)
-        summary, curve = run_one(cfg, data, progress=bar, ddp=ddp)
+        summary, curve = run_one(cfg, data, progress=bar, ddp=ddp, checkpoints=checkpoints)
         summary["rank"] = rank
         if ddp and world > 1:
             summary.update(_agree_on_status(summary))
@@ -261,6 +272,8 @@ def execute(runs: list[RunConfig], store: ResultsStore, *, data_for=None, log=pr
         if not ddp or rank == 0:
             store.write(summary, curve)
             recorded.append((summary, curve))
+            if checkpoints is not None:
+                checkpoints.remove(cfg.run_id)
         counts[summary["status"]] = counts.get(summary["status"], 0) + 1
         if not quiet:
             log(f"[{time.strftime('%H:%M:%S')}] {cfg.label()}: {summary['status']} {summary['message']} "

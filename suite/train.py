@@ -22,6 +22,7 @@ import torch
 
 from . import distributed as D
 from .batches import Batches, random_batches
+from .checkpoint import Checkpointing, LoopState, restore
 from .model import build, model_config
 from .optim import lr_factor
 from .runs import RunConfig
@@ -37,13 +38,15 @@ from .tokenizer import bits_per_byte
 BATCH_SEED_OFFSET, RANK_SEED_STRIDE, COMPILE_BATCH_SEED_OFFSET = 1, 1_000_003, 99
 
 
-def run(cfg: RunConfig, data: Batches | None = None, *, progress=None,
-        ddp: bool = False) -> tuple[dict[str, Any], list[dict]]:
+def run(cfg: RunConfig, data: Batches | None = None, *, progress=None, ddp: bool = False,
+        checkpoints: Checkpointing | None = None) -> tuple[dict[str, Any], list[dict]]:
     """Execute one run; returns (summary row, learning curve rows).
 
     Under torchrun, "cuda" means this process's GPU, cuda:LOCAL_RANK. `ddp`: data-parallel over all
     processes (every rank must call it with the same run); `data` then yields this rank's part of
-    each batch (tokens_per_step / world tokens), and the summary counts global tokens.
+    each batch (tokens_per_step / world tokens), and the summary counts global tokens. `checkpoints`:
+    a train run saves its state there at their interval and resumes from its checkpoint
+    (suite/checkpoint.py); the caller removes it once the result is recorded.
     """
     device = torch.device(D.resolve_device(cfg.device))
     D.check_device(str(device))  # the CLI checked it before any work; a direct caller gets the same check
@@ -76,7 +79,7 @@ def run(cfg: RunConfig, data: Batches | None = None, *, progress=None,
             with sdpa_context(cfg.sdpa_backend):
                 summary["sdpa_backend_seen"] = kernels_that_ran(lambda: step(inputs, targets), device)
         else:
-            result, ms = train(cfg, step, data, gen, device, curve, progress)
+            result, ms = train(cfg, step, data, gen, device, curve, progress, checkpoints)
             summary.update(speed_numbers(summary, ms, device))
             summary.update(result)
     except Exception as exc:  # every failure is a result row
@@ -91,9 +94,11 @@ def run(cfg: RunConfig, data: Batches | None = None, *, progress=None,
 
 
 def train(cfg: RunConfig, step: Step, data: Batches, gen: torch.Generator, device: torch.device,
-          curve: list[dict], progress=None) -> tuple[dict[str, Any], list[float]]:
+          curve: list[dict], progress=None, checkpoints: Checkpointing | None = None) -> tuple[dict[str, Any], list[float]]:
     """Train for cfg.budget_s seconds of training time (evaluation excluded) or cfg.max_steps, whichever
     comes first; with budget_s None, exactly cfg.max_steps steps, schedule and evaluations on steps.
+    With `checkpoints`, the loop saves its state at their interval and resumes from the run's checkpoint
+    if there is one (suite/checkpoint.py); `curve` then also holds the points recorded before.
 
     Returns the summary fields and the step times (ms) after warm-up.
     """
@@ -105,56 +110,70 @@ def train(cfg: RunConfig, step: Step, data: Batches, gen: torch.Generator, devic
         step.opt.zero_grad(set_to_none=True)
         step.evaluate(eval_batches[:1], local=True)
     budget = float("inf") if cfg.by_steps else cfg.budget_s
-    # evaluation points: training seconds, or (by steps) step counts, the same for every model
-    eval_points = ([round(cfg.max_steps * (i + 1) / cfg.evals) for i in range(cfg.evals)] if cfg.by_steps
-                   else [budget * (i + 1) / cfg.evals for i in range(cfg.evals)])
-    ms: list[float] = []
     out: dict[str, Any] = {"status": "ok"}
-    train_time, n, loss_value, initial = 0.0, 0, float("nan"), None
     ln_vocab = math.log(data.vocab_size)
+    saved = checkpoints.load(cfg.run_id, world_size=step.world, data_hash=data.data_hash) if checkpoints else None
+    if saved is not None:
+        s = restore(saved, model=step.raw_model, optimizer=step.opt, generator=gen)
+    else:
+        # evaluation points: training seconds, or (by steps) step counts, the same for every model
+        s = LoopState(eval_points=[round(cfg.max_steps * (i + 1) / cfg.evals) for i in range(cfg.evals)]
+                      if cfg.by_steps else [budget * (i + 1) / cfg.evals for i in range(cfg.evals)])
+    out["resumed_from_step"] = s.n if saved is not None else None
+    curve[:] = s.curve
+    s.curve = curve
 
     def record(loss_now: float):
         eval_loss = step.evaluate(eval_batches)
         curve.append({"run_id": cfg.run_id, "model": cfg.model, "objective": cfg.objective, "context": cfg.context,
-                      "seed": cfg.seed, "step": n, "time_s": train_time, "tokens": n * cfg.batch_size * cfg.context,
+                      "seed": cfg.seed, "step": s.n, "time_s": s.train_time, "tokens": s.n * cfg.batch_size * cfg.context,
                       "train_loss": loss_now, "eval_loss": eval_loss,
                       "eval_bpb": bits_per_byte(eval_loss, data.bytes_per_token)})
         return eval_loss
 
-    while n < cfg.max_steps and train_time < budget:
+    def save():
+        checkpoints.save(cfg.run_id, loop=s, model=step.raw_model, optimizer=step.opt, generator=gen,
+                         data_hash=data.data_hash, world=step.world)
+
+    while s.n < cfg.max_steps and s.train_time < budget:
         inputs, targets = (t.to(device, non_blocking=True) for t in data.sample(gen))
         synchronize(device)
         t0 = time.perf_counter()
-        loss = step(inputs, targets, lr_factor(cfg, n, max(n / cfg.max_steps, train_time / budget)))
+        loss = step(inputs, targets, lr_factor(cfg, s.n, max(s.n / cfg.max_steps, s.train_time / budget)))
         loss_value = float(loss)  # synchronises
         dt = time.perf_counter() - t0
         if step.world > 1:  # data-parallel: the same numbers, so the same decisions, on every rank
             loss_value, dt = step.synced(loss, dt)
-        train_time += dt
-        ms.append(dt * 1e3)
-        n += 1
+        s.train_time += dt
+        s.ms.append(dt * 1e3)
+        s.n += 1
+        s.loss_value = loss_value
         if progress is not None:
-            progress.set_postfix_str(f"{cfg.model} T={cfg.context} step {n} loss {loss_value:.3f}", refresh=False)
-        if initial is None:
-            initial = loss_value
+            progress.set_postfix_str(f"{cfg.model} T={cfg.context} step {s.n} loss {loss_value:.3f}", refresh=False)
+        if s.initial is None:
+            s.initial = loss_value
         if not math.isfinite(loss_value):
-            out.update(status="nan", message=f"non-finite training loss at step {n}")
+            out.update(status="nan", message=f"non-finite training loss at step {s.n}")
             break
-        if n > cfg.warmup_steps and loss_value > max(2 * ln_vocab, initial + 2.0):
-            out.update(status="diverged", message=f"training loss {loss_value:.2f} at step {n} (started at {initial:.2f})")
+        if s.n > cfg.warmup_steps and loss_value > max(2 * ln_vocab, s.initial + 2.0):
+            out.update(status="diverged", message=f"training loss {loss_value:.2f} at step {s.n} (started at {s.initial:.2f})")
             break
-        clock = n if cfg.by_steps else train_time
-        if eval_points and clock >= eval_points[0]:
-            while eval_points and clock >= eval_points[0]:
-                eval_points.pop(0)
+        clock = s.n if cfg.by_steps else s.train_time
+        if s.eval_points and clock >= s.eval_points[0]:
+            while s.eval_points and clock >= s.eval_points[0]:
+                s.eval_points.pop(0)
             record(loss_value)
-    if out["status"] == "ok" and (not curve or curve[-1]["step"] != n):
-        record(loss_value)
+        if checkpoints is not None and s.n < cfg.max_steps and checkpoints.due(s.n, step.world):
+            save()
+    if out["status"] == "ok" and (not curve or curve[-1]["step"] != s.n):
+        record(s.loss_value)
     final_eval = curve[-1]["eval_loss"] if curve else float("nan")
     if out["status"] == "ok" and not math.isfinite(final_eval):
         out.update(status="nan", message="non-finite evaluation loss")
-    out.update({"steps": n, "tokens": n * cfg.batch_size * cfg.context, "train_time_s": train_time,
-                "final_train_loss": loss_value, "final_eval_loss": final_eval,
+    tokens = s.n * cfg.batch_size * cfg.context
+    out.update({"steps": s.n, "tokens": tokens, "train_time_s": s.train_time,
+                "epochs": tokens / data.train_tokens if data.train_tokens else float("nan"),
+                "final_train_loss": s.loss_value, "final_eval_loss": final_eval,
                 "final_bpb": bits_per_byte(final_eval, data.bytes_per_token)})
-    skip = min(cfg.warmup_steps, 5, max(0, len(ms) - 1))  # the first steps carry one-off costs
-    return out, ms[skip:]
+    skip = min(cfg.warmup_steps, 5, max(0, len(s.ms) - 1))  # the first steps carry one-off costs
+    return out, s.ms[skip:]

@@ -303,7 +303,7 @@ class FakeRun:
         self.interrupt_at = interrupt_at
         self.calls: list[str] = []
 
-    def __call__(self, cfg, data, progress=None, ddp=False):
+    def __call__(self, cfg, data, progress=None, ddp=False, checkpoints=None):
         if self.interrupt_at is not None and len(self.calls) == self.interrupt_at:
             raise KeyboardInterrupt
         self.calls.append(cfg.run_id)

@@ -15,6 +15,7 @@ LAYERS = [
     ("what to run", {"runs", "presets"}),
     ("a run's data, model and optimiser", {"batches", "model", "optim"}),
     ("one step", {"step"}),
+    ("a run's checkpoints", {"checkpoint"}),
     ("the result row", {"summary"}),
     ("the training loop", {"train"}),
     ("results on disk", {"store"}),

@@ -36,7 +36,8 @@ LN2 = math.log(2)
 # summary columns a CPU run does not fill: peak_mem_gib is CUDA only; schema lives at the record's top
 # level (see test_runs_csv_schema_column_is_filled).
 NOT_IN_CPU_SUMMARY = {"schema", "peak_mem_gib"}
-TRAIN_ONLY = {"tokens", "train_time_s", "final_eval_loss", "final_bpb", "final_train_loss"}
+TRAIN_ONLY = {"tokens", "train_time_s", "epochs", "final_eval_loss", "final_bpb", "final_train_loss",
+              "resumed_from_step"}
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # the corpus and one_thread fixtures: conftest.py
