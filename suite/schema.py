@@ -21,8 +21,10 @@ SUMMARY_COLUMNS = [
     # identity
     "run_id", "schema", "status", "message", "kind",          # kind: "train" (learning curve) or "speed"
     "model", "variant", "objective", "context", "seed", "size", "d_model", "n_layers", "vocab_size", "n_params",
-    # work; epochs: passes over the training stream the run's tokens make (train runs)
+    # work; epochs: passes over the training stream the run's tokens make (train runs); wall_s: the whole
+    # run, of which (train runs) compile_s compiling before the clock, eval_s evaluating, checkpoint_s saving
     "batch_size", "tokens_per_step", "steps", "tokens", "train_time_s", "epochs",
+    "wall_s", "compile_s", "eval_s", "checkpoint_s",
     # protocol (train runs): peak learning rate; schedule "steps" (fixed steps) or "time" (time budget)
     "lr", "schedule",
     # quality (train runs): final held-out loss in nats per token and bits per byte

@@ -39,6 +39,7 @@ FIELD_FLAGS = {"tokens_per_step": "--tokens-per-step", "budget_s": "--budget", "
 
 FRESH_MARKER = ".fresh-sweep.json"   # a --fresh sweep under way in a results folder (see execute)
 RETRIED = ("error", "oom")           # statuses that --retry-failed measures again
+LOG_PROGRESS_S = 30.0                # seconds between progress lines when stderr is a file, not a terminal
 
 
 def flag_words(message: str) -> str:
@@ -252,8 +253,11 @@ def execute(runs: list[RunConfig], store: ResultsStore, *, data_for=None, log=pr
     from .train import run as run_one
 
     quiet = ddp and rank != 0  # in data-parallel runs rank 0 speaks for all
+    # to a terminal: a live bar; to a log file (a background job): a line every LOG_PROGRESS_S seconds
+    tty = sys.stderr.isatty()
     bar = tqdm(todo, desc=f"runs (rank {rank}/{world})" if world > 1 and not ddp else "runs", unit="run",
-               file=sys.stderr, dynamic_ncols=True, disable=True if quiet else None)
+               file=sys.stderr, dynamic_ncols=tty, disable=quiet, mininterval=0.1 if tty else LOG_PROGRESS_S,
+               maxinterval=LOG_PROGRESS_S * 2, ncols=None if tty else 160)
     recorded = []  # (summary, curve) of the runs this process recorded
     for cfg in bar:
         bar.set_postfix_str(cfg.label(), refresh=True)

@@ -63,6 +63,7 @@ def run(cfg: RunConfig, data: Batches | None = None, *, progress=None, ddp: bool
         summary["batch_size_per_rank"] = cfg.batch_size // world
     curve: list[dict] = []
     step = None
+    t_run = time.perf_counter()
     try:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
@@ -86,6 +87,7 @@ def run(cfg: RunConfig, data: Batches | None = None, *, progress=None, ddp: bool
         summary["status"] = "oom" if is_oom(exc) else "error"
         summary["message"] = f"{exc.__class__.__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
     finally:
+        summary["wall_s"] = time.perf_counter() - t_run
         step = None
         gc.collect()
         if device.type == "cuda":
@@ -103,12 +105,15 @@ def train(cfg: RunConfig, step: Step, data: Batches, gen: torch.Generator, devic
     Returns the summary fields and the step times (ms) after warm-up.
     """
     eval_batches = data.evaluate()
+    spent = {"compile_s": 0.0, "eval_s": 0.0, "checkpoint_s": 0.0}  # wall seconds outside the training clock
+    t_compile = time.perf_counter()
     if cfg.compile:  # compile outside the clock: one forward and backward, no update
         inputs, targets = (t.to(device) for t in data.sample(torch.Generator().manual_seed(cfg.seed + COMPILE_BATCH_SEED_OFFSET)))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=step.amp):
             step.loss(step.model(inputs), targets).backward()
         step.opt.zero_grad(set_to_none=True)
         step.evaluate(eval_batches[:1], local=True)
+        spent["compile_s"] = time.perf_counter() - t_compile
     budget = float("inf") if cfg.by_steps else cfg.budget_s
     out: dict[str, Any] = {"status": "ok"}
     ln_vocab = math.log(data.vocab_size)
@@ -124,7 +129,9 @@ def train(cfg: RunConfig, step: Step, data: Batches, gen: torch.Generator, devic
     s.curve = curve
 
     def record(loss_now: float):
+        t0 = time.perf_counter()
         eval_loss = step.evaluate(eval_batches)
+        spent["eval_s"] += time.perf_counter() - t0
         curve.append({"run_id": cfg.run_id, "model": cfg.model, "objective": cfg.objective, "context": cfg.context,
                       "seed": cfg.seed, "step": s.n, "time_s": s.train_time, "tokens": s.n * cfg.batch_size * cfg.context,
                       "train_loss": loss_now, "eval_loss": eval_loss,
@@ -132,9 +139,12 @@ def train(cfg: RunConfig, step: Step, data: Batches, gen: torch.Generator, devic
         return eval_loss
 
     def save():
+        t0 = time.perf_counter()
         checkpoints.save(cfg.run_id, loop=s, model=step.raw_model, optimizer=step.opt, generator=gen,
                          data_hash=data.data_hash, world=step.world)
+        spent["checkpoint_s"] += time.perf_counter() - t0
 
+    shown = time.monotonic()
     while s.n < cfg.max_steps and s.train_time < budget:
         inputs, targets = (t.to(device, non_blocking=True) for t in data.sample(gen))
         synchronize(device)
@@ -148,8 +158,12 @@ def train(cfg: RunConfig, step: Step, data: Batches, gen: torch.Generator, devic
         s.ms.append(dt * 1e3)
         s.n += 1
         s.loss_value = loss_value
-        if progress is not None:
-            progress.set_postfix_str(f"{cfg.model} T={cfg.context} step {s.n} loss {loss_value:.3f}", refresh=False)
+        if progress is not None:  # at the bar's own pace: often on a terminal, every ~30 s into a log file
+            now = time.monotonic()
+            redraw = now - shown >= getattr(progress, "mininterval", 0.1)
+            shown = now if redraw else shown
+            progress.set_postfix_str(f"{cfg.model} T={cfg.context} step {s.n}/{cfg.max_steps} loss {loss_value:.3f}",
+                                     refresh=redraw)
         if s.initial is None:
             s.initial = loss_value
         if not math.isfinite(loss_value):
@@ -174,6 +188,6 @@ def train(cfg: RunConfig, step: Step, data: Batches, gen: torch.Generator, devic
     out.update({"steps": s.n, "tokens": tokens, "train_time_s": s.train_time,
                 "epochs": tokens / data.train_tokens if data.train_tokens else float("nan"),
                 "final_train_loss": s.loss_value, "final_eval_loss": final_eval,
-                "final_bpb": bits_per_byte(final_eval, data.bytes_per_token)})
+                "final_bpb": bits_per_byte(final_eval, data.bytes_per_token), **spent})
     skip = min(cfg.warmup_steps, 5, max(0, len(s.ms) - 1))  # the first steps carry one-off costs
     return out, s.ms[skip:]

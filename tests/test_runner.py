@@ -37,7 +37,7 @@ LN2 = math.log(2)
 # level (see test_runs_csv_schema_column_is_filled).
 NOT_IN_CPU_SUMMARY = {"schema", "peak_mem_gib"}
 TRAIN_ONLY = {"tokens", "train_time_s", "epochs", "final_eval_loss", "final_bpb", "final_train_loss",
-              "resumed_from_step"}
+              "resumed_from_step", "compile_s", "eval_s", "checkpoint_s"}
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # the corpus and one_thread fixtures: conftest.py
@@ -159,6 +159,7 @@ def test_train_run(corpus, tokenizer, tmp_path):
     assert summary["train_time_s"] >= cfg.budget_s or summary["steps"] == cfg.max_steps
     assert summary["train_time_s"] == pytest.approx(curve[-1]["time_s"])
     assert summary["step_ms_median"] > 0 and summary["tokens_per_s"] > 0
+    assert summary["eval_s"] > 0 and summary["wall_s"] > summary["train_time_s"] + summary["eval_s"]
 
     # identity and provenance
     missing = [k for k in SUMMARY_COLUMNS if k not in summary and k not in NOT_IN_CPU_SUMMARY]
@@ -199,6 +200,9 @@ class FakeClock:
     def perf_counter(self) -> float:  # called twice a step, before and after: each call is one step later
         self.t += self.step_s
         return self.t
+
+    def monotonic(self) -> float:  # the progress display's clock: still
+        return 0.0
 
 
 def test_learning_curve_eval_points(monkeypatch, corpus):
