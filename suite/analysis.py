@@ -285,18 +285,19 @@ def resolve_variant(runs: pd.DataFrame, name: str) -> str | None:
 
 
 # ---------------------------------------------------------------------------------- time to quality
-def time_to_quality(curve: pd.DataFrame, target_loss: float) -> float:
-    """Training time at which one run's best-so-far held-out loss first reaches ``target_loss``.
+def time_to_quality(curve: pd.DataFrame, target_loss: float, x: str = "time_s") -> float:
+    """Training time at which one run's best-so-far held-out loss first reaches ``target_loss``
+    (``x="step"``: the step count instead, `steps_to_quality`).
 
-    ``curve`` has columns ``time_s`` and ``eval_loss`` (rows without either are ignored). The curve
-    is the running minimum of eval_loss against time; between two evaluations it is interpolated
+    ``curve`` has columns ``x`` and ``eval_loss`` (rows without either are ignored). The curve
+    is the running minimum of eval_loss against x; between two evaluations it is interpolated
     linearly, so the answer lies between the last evaluation above the target and the first one at or
-    below it. If the first evaluation already meets the target, its time is returned. NaN if the
+    below it. If the first evaluation already meets the target, its x is returned. NaN if the
     target is never reached (or is NaN).
     """
     if target_loss is None or not np.isfinite(target_loss) or curve is None or len(curve) == 0:
         return math.nan
-    t = pd.to_numeric(curve["time_s"], errors="coerce").to_numpy(dtype=float)
+    t = pd.to_numeric(curve[x], errors="coerce").to_numpy(dtype=float)
     loss = pd.to_numeric(curve["eval_loss"], errors="coerce").to_numpy(dtype=float)
     keep = np.isfinite(t) & np.isfinite(loss)
     if not keep.any():
@@ -313,6 +314,12 @@ def time_to_quality(curve: pd.DataFrame, target_loss: float) -> float:
     l0, l1 = best[i - 1], best[i]          # l0 > target >= l1, and l1 < l0 (a new minimum)
     frac = (l0 - target_loss) / (l0 - l1)
     return float(t[i - 1] + frac * (t[i] - t[i - 1]))
+
+
+def steps_to_quality(curve: pd.DataFrame, target_loss: float) -> float:
+    """Training steps at which one run's best-so-far held-out loss first reaches ``target_loss``
+    (interpolated between evaluations; NaN if never): `time_to_quality` on the step axis."""
+    return time_to_quality(curve, target_loss, x="step")
 
 
 # ------------------------------------------------------------------------------ speedup at equal quality
@@ -581,9 +588,173 @@ def quality_table(runs: pd.DataFrame) -> pd.DataFrame:
     return _sort(out, _GROUP + ["variant"])
 
 
+# ---------------------------------------------------------- speedup at equal quality, per platform
+# Quality per step does not depend on the hardware, the time of a step does (issue 11). The speedup of a
+# model over the baseline at the baseline's final quality is
+#     (baseline steps x baseline step time) / (steps the model needs to reach that quality x its step time)
+# = steps_ratio x step_time_ratio: the first factor from the learning curves (measured once, on any
+# device), the second from each platform's step times at the same shapes.
+
+# Model options that change how a model computes, not what: runs that differ only in these share a
+# learning curve (and a step time is looked up across them).
+SPEED_ONLY_OPTIONS = ("attention_kernel", "chunk_prefix", "kernel")
+
+QUALITY_PER_STEP_COLUMNS = ["objective", "context", "size", "tokens_per_step", "variant", "model", "options", "seed",
+                            "baseline", "baseline_seed", "target_loss", "baseline_steps", "steps", "steps_ratio",
+                            "reached", "final_bpb", "baseline_final_bpb"]
+
+
+def numerics_options(model_options) -> str:
+    """A run's model options (JSON) without SPEED_ONLY_OPTIONS, as sorted JSON: what its numbers depend on."""
+    try:
+        opts = json.loads(model_options) if isinstance(model_options, str) and model_options.strip() else {}
+    except ValueError:
+        opts = {}
+    return json.dumps({k: v for k, v in sorted(opts.items()) if k not in SPEED_ONLY_OPTIONS}, sort_keys=True)
+
+
+def _options_column(df: pd.DataFrame) -> pd.Series:
+    col = df["model_options"] if "model_options" in df.columns else pd.Series("", index=df.index)
+    return col.map(numerics_options)
+
+
+def quality_per_step(runs: pd.DataFrame, curves: pd.DataFrame,
+                     baseline: str = "transformer_plus_plus") -> pd.DataFrame:
+    """How many fewer steps each variant needs than the baseline to reach the baseline's final quality,
+    per pair of seeds (every seed of the variant against every seed of the baseline: seeds are
+    independent draws, so all pairs are equally valid). Columns QUALITY_PER_STEP_COLUMNS: target_loss
+    (the baseline run's final eval loss), baseline_steps (its steps), steps (the variant's steps to that
+    loss, `steps_to_quality`; NaN and reached False if never), steps_ratio = baseline_steps / steps.
+    The baseline against its own other seeds gives the seed noise; against itself (one seed) 1.0."""
+    tr = train_runs(runs)
+    base_variant = resolve_variant(tr, baseline) if len(tr) else None
+    if base_variant is None or curves is None or curves.empty:
+        return pd.DataFrame(columns=QUALITY_PER_STEP_COLUMNS)
+    tr = tr.assign(options=_options_column(tr))
+    by_run = {rid: g for rid, g in curves.groupby("run_id", sort=False)}
+    rows = []
+    for key, group in tr.groupby(_GROUP, sort=True, dropna=False):
+        bases = group[group["variant"] == base_variant]
+        for _, b in bases.iterrows():
+            target, b_steps = float(pd.to_numeric(b.get("final_eval_loss"), errors="coerce")), float(b["steps"])
+            if not (np.isfinite(target) and b_steps > 0):
+                continue
+            for _, r in group.iterrows():
+                same_variant = r["variant"] == base_variant
+                if r["run_id"] not in by_run or (same_variant and r["run_id"] == b["run_id"] and len(bases) > 1):
+                    continue  # no curve; or the baseline against itself where other seeds give its noise
+                st = b_steps if r["run_id"] == b["run_id"] else steps_to_quality(by_run[r["run_id"]], target)
+                reached = bool(np.isfinite(st))
+                rows.append(dict(zip(_GROUP, key)) | {
+                    "tokens_per_step": float(pd.to_numeric(r.get("tokens_per_step"), errors="coerce")),
+                    "variant": r["variant"], "model": r["model"], "options": r["options"], "seed": r["seed"],
+                    "baseline": base_variant, "baseline_seed": b["seed"], "target_loss": target,
+                    "baseline_steps": b_steps, "steps": st,
+                    "steps_ratio": b_steps / st if reached and st > 0 else math.nan, "reached": reached,
+                    "final_bpb": pd.to_numeric(r.get("final_bpb"), errors="coerce"),
+                    "baseline_final_bpb": pd.to_numeric(b.get("final_bpb"), errors="coerce")})
+    return _sort(_frame(rows, QUALITY_PER_STEP_COLUMNS, keep_setting=True), _GROUP + ["variant", "seed"])
+
+
+STEP_TIME_COLUMNS = ["platform", "objective", "context", "size", "model", "options", "ms_per_token",
+                     "step_ms", "tokens_per_step", "variant", "kind", "compile_mode", "precision", "backend",
+                     "torch_version", "git_commit", "timestamp", "n_runs"]
+
+
+def platform_name(row: dict) -> str:
+    """The hardware a run's step time belongs to: its device name, 'N x ' in front for N processes."""
+    name = str(row.get("device_name") or row.get("device") or "unknown hardware")
+    world = pd.to_numeric(row.get("world_size"), errors="coerce")
+    return f"{int(world)} x {name}" if np.isfinite(world) and world > 1 else name
+
+
+def platform_step_times(runs: pd.DataFrame) -> pd.DataFrame:
+    """Each platform's fastest step per (objective, context, size, model, numerics options), from every
+    finished run that timed its steps (speed runs and training runs alike; any compile mode or kernel:
+    they compute the same numbers): the configuration (variant, tokens per step) with the lowest median
+    time per token over its runs (runs may differ in tokens per step: a CPU times fewer).
+    STEP_TIME_COLUMNS say which configuration, with which software, and over how many runs."""
+    runs = prepare_runs(runs)
+    ok = runs[(runs["status"] == "ok") & _num(runs, "step_ms_median").gt(0) & _num(runs, "tokens_per_step").gt(0)]
+    if ok.empty:
+        return pd.DataFrame(columns=STEP_TIME_COLUMNS)
+    ok = ok.assign(platform=[platform_name(r) for r in ok.to_dict("records")], options=_options_column(ok),
+                   ms_per_token=_num(ok, "step_ms_median") / _num(ok, "tokens_per_step"))
+    rows = []
+    for key, g in ok.groupby(["platform", "objective", "context", "size", "model", "options"], sort=True):
+        # the fastest configuration (variant, tokens per step) by its median over repeated runs
+        per = g.groupby(["variant", "tokens_per_step"], sort=True)["ms_per_token"].median()
+        variant, tps = per.idxmin()
+        mine = g[(g["variant"] == variant) & (g["tokens_per_step"] == tps)]
+        last = mine.iloc[-1]
+        rows.append(dict(zip(["platform", "objective", "context", "size", "model", "options"], key)) | {
+            "ms_per_token": float(per.min()), "step_ms": float(per.min() * float(tps)), "tokens_per_step": float(tps),
+            **{c: last.get(c, "") for c in ("variant", "kind", "compile_mode", "precision", "backend", "torch_version",
+                                             "git_commit", "timestamp")},
+            "n_runs": int(len(mine))})
+    return pd.DataFrame(rows, columns=STEP_TIME_COLUMNS)
+
+
+PLATFORM_SPEEDUP_COLUMNS = ["platform", "objective", "context", "size", "variant", "model", "baseline",
+                            "speedup_mean", "speedup_min", "speedup_max", "includes_one", "n_pairs", "n_reached",
+                            "steps_ratio_mean", "steps_ratio_min", "steps_ratio_max", "step_time_ratio",
+                            "step_ms", "baseline_step_ms", "scaled", "final_bpb_mean", "baseline_final_bpb_mean"]
+
+
+def platform_speedups(runs: pd.DataFrame, curves: pd.DataFrame, step_times: pd.DataFrame,
+                      baseline: str = "transformer_plus_plus") -> pd.DataFrame:
+    """Speedup at equal quality on every platform of `step_times` (`platform_step_times`) over the
+    learning curves of `runs` / `curves`: per seed pair, `quality_per_step`'s steps_ratio times the
+    platform's step_time_ratio = baseline step time / the model's, both at the curves' tokens per step
+    (a platform timed at another number of tokens per step is scaled per token; ``scaled`` says so).
+    Aggregated over seed pairs (mean, min, max); ``includes_one``: several pairs whose range holds 1.0,
+    so the sign of the difference is not established. A platform lacking the model's or the baseline's
+    step time at a setting has no row there."""
+    q = quality_per_step(runs, curves, baseline)
+    if q.empty or step_times is None or step_times.empty:
+        return pd.DataFrame(columns=PLATFORM_SPEEDUP_COLUMNS)
+    keys = ["objective", "context", "size", "model", "options"]
+    times = {tuple(r[k] for k in keys) + (r["platform"],): r for r in step_times.to_dict("records")}
+    base_model = q["baseline"].map(lambda v: v.split("[")[0].split("+")[0])
+    base_opts = {v: o for v, o in zip(q["variant"], q["options"])}
+    rows = []
+    for platform in sorted(step_times["platform"].unique()):
+        for key, g in q.assign(_bm=base_model).groupby(["objective", "context", "size", "variant"], sort=False):
+            r0 = g.iloc[0]
+            mine = times.get((r0["objective"], r0["context"], r0["size"], r0["model"], r0["options"], platform))
+            base = times.get((r0["objective"], r0["context"], r0["size"], r0["_bm"],
+                              base_opts.get(r0["baseline"], "{}"), platform))
+            if mine is None or base is None:
+                continue
+            tps = float(r0["tokens_per_step"])
+            step_ms, base_ms = mine["ms_per_token"] * tps, base["ms_per_token"] * tps
+            ratio = base_ms / step_ms
+            reached = g[g["reached"]]
+            sp = reached["steps_ratio"].astype(float) * ratio
+            n = len(g)
+            rows.append({"platform": platform, **dict(zip(["objective", "context", "size", "variant"], key)),
+                         "model": r0["model"], "baseline": r0["baseline"],
+                         "speedup_mean": sp.mean() if len(sp) else math.nan,
+                         "speedup_min": sp.min() if len(sp) else math.nan,
+                         "speedup_max": sp.max() if len(sp) else math.nan,
+                         "includes_one": bool(len(sp) > 1 and sp.min() <= 1.0 <= sp.max()),
+                         "n_pairs": n, "n_reached": int(len(reached)),
+                         "steps_ratio_mean": reached["steps_ratio"].mean() if len(reached) else math.nan,
+                         "steps_ratio_min": reached["steps_ratio"].min() if len(reached) else math.nan,
+                         "steps_ratio_max": reached["steps_ratio"].max() if len(reached) else math.nan,
+                         "step_time_ratio": ratio, "step_ms": step_ms, "baseline_step_ms": base_ms,
+                         "scaled": bool(mine["tokens_per_step"] != tps or base["tokens_per_step"] != tps),
+                         "final_bpb_mean": g["final_bpb"].astype(float).mean(),
+                         "baseline_final_bpb_mean": g["baseline_final_bpb"].astype(float).mean()})
+    out = pd.DataFrame(rows, columns=PLATFORM_SPEEDUP_COLUMNS)
+    return _sort(out, ["platform", "objective", "context", "size", "variant"])
+
+
 __all__ = ["BASELINES", "OBJECTIVE_LABELS", "SPEEDUP_COLUMNS",
            "SPEEDUP_SEED_COLUMNS", "LATENCY_COLUMNS", "QUALITY_COLUMNS", "model_label", "Variant", "Variants", "variants_of",
            "objective_label", "context_label", "prepare_runs", "train_runs",
-           "resolve_variant", "time_to_quality", "speedup_per_seed",
+           "resolve_variant", "time_to_quality", "steps_to_quality", "speedup_per_seed",
+           "SPEED_ONLY_OPTIONS", "QUALITY_PER_STEP_COLUMNS", "STEP_TIME_COLUMNS", "PLATFORM_SPEEDUP_COLUMNS",
+           "numerics_options", "quality_per_step", "platform_name", "platform_step_times", "platform_speedups",
            "speedup_at_equal_quality", "speedup_table", "EQUAL_STEPS_COLUMNS", "bpb_at_step",
            "quality_at_equal_steps", "latency_table", "quality_table"]

@@ -25,6 +25,7 @@ LAYERS = [
     ("report", {"report"}),
     ("command line", {"cli"}),
     ("profiler command line", {"profile"}),
+    ("platform comparison command line", {"platforms"}),
 ]
 LAYER_OF = {m: i for i, (_, ms) in enumerate(LAYERS) for m in ms}
 

@@ -1,0 +1,231 @@
+"""Speedup at equal quality on every platform, from one set of learning curves (issue 11).
+
+    python -m suite.platforms results/nvidia-h200/paper-figures            # curves; step times from results/
+    python -m suite.platforms CURVES --times results/ other/folder --out results/platforms
+
+Quality per step is measured once (the learning curves of CURVES, e.g. the paper-figures preset on an
+H200); the time of a step is measured per platform, by any run at the same model size, objective and
+context (the curves' own training runs, or the paper-speed preset on another device, with no
+retraining). For each platform that has step times for both a model and the baseline, the speedup is
+
+    steps_ratio (baseline steps / steps the model needs to reach the baseline's final quality)
+    x step_time_ratio (baseline step time / the model's step time, on that platform)
+
+per pair of seeds, with the mean and the range over pairs (`suite.analysis.platform_speedups`).
+Writes under --out (default: results/platforms):
+
+    tables/platform_speedup.{csv,md}   the speedups, one table per platform, side by side in one file
+    tables/step_times.{csv,md}         each platform's step times, with the run configuration and software
+    tables/quality_per_step.{csv,md}   the hardware-independent half: steps to the baseline's quality
+    figures/platform_speedup.{png,svg} speedup vs context, one panel per (objective, platform)
+    figures/quality_vs_cost.{png,svg}  held-out bits per byte vs training cost (steps x step time) per
+                                       platform and context, the paper's quality-vs-cost figures
+    sources.md                         the folders read, and when
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .analysis import (context_label, objective_label, platform_speedups, platform_step_times, quality_per_step,
+                       variants_of)
+from .figures import _RC, _context_axis, _legend, _model_handles, _new_figure, _save, _style
+from .report import _fmt, load_results, markdown_table
+from .store import write_if_changed
+
+DEFAULT_OUT = Path("results/platforms")
+
+
+def find_folders(roots: list[Path]) -> list[Path]:
+    """Every results folder (one with a runs.csv) under the roots, sorted; the platform tables' own output
+    folder is never one (it holds none)."""
+    found = set()
+    for root in roots:
+        if (root / "runs.csv").is_file():
+            found.add(root)
+        found.update(p.parent for p in root.rglob("runs.csv") if "superseded" not in p.parts)
+    return sorted(found)
+
+
+def collect_runs(folders: list[Path]) -> pd.DataFrame:
+    """The runs of all folders in one table, each row with the `folder` it came from."""
+    parts = []
+    for folder in folders:
+        runs, _ = load_results(folder)
+        if len(runs):
+            parts.append(runs.assign(folder=str(folder)))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def _speedup_cell(r: pd.Series) -> str:
+    if r["n_reached"] == 0:
+        return "not reached"
+    cell = f"{_fmt(r['speedup_mean'])}x"
+    if r["n_pairs"] > 1:
+        cell += f" [{_fmt(r['speedup_min'])}, {_fmt(r['speedup_max'])}]"
+    if r["n_reached"] < r["n_pairs"]:
+        cell += f" ({r['n_reached']}/{r['n_pairs']} reached)"
+    if r["includes_one"]:
+        cell += " (includes 1)"
+    return cell + (" *" if r["scaled"] else "")
+
+
+def speedup_markdown(tab: pd.DataFrame, times: pd.DataFrame) -> str:
+    """One section per platform: a model x context table per objective, then where its step times came from."""
+    if tab.empty:
+        return "## Speedup at equal quality per platform\n\nNo platform has step times for these curves.\n"
+    V = variants_of(tab)
+    out = ["## Speedup at equal quality per platform",
+           "Speedup over the baseline at its final quality = (steps ratio from the learning curves) x (step-time ratio "
+           "on the platform); mean over seed pairs, [min, max] where there are several; \"includes 1\": the range "
+           "holds 1.0, so the sign is not established. * step times scaled per token from another number of tokens "
+           "per step.\n"]
+    for platform, p in tab.groupby("platform", sort=False):
+        out.append(f"### {platform}\n")
+        for obj, g in p.groupby("objective", sort=False):
+            piv = g.assign(cell=g.apply(_speedup_cell, axis=1), label=g["variant"].map(lambda v: V[v].label))
+            piv = piv.pivot_table(index="label", columns="context", values="cell", aggfunc="first", sort=False)
+            piv.columns = [context_label(c) for c in piv.columns]
+            out.append(f"**{objective_label(obj)}** (baseline {V[g['baseline'].iloc[0]].label})\n")
+            out.append(markdown_table(piv.rename_axis("model"), index=True))
+        t = times[times["platform"] == platform]
+        sw = sorted({f"{b} {v}" for b, v in zip(t["backend"].astype(str), t["torch_version"].astype(str))})
+        out.append(f"Step times: {len(t)} configurations ({', '.join(sorted(set(t['kind'].astype(str))))} runs), "
+                   f"{', '.join(sorted(set(t['precision'].astype(str))))}, {'; '.join(sw)}; "
+                   f"see step_times.md.\n")
+    return "\n".join(out)
+
+
+def _table_md(title: str, df: pd.DataFrame) -> str:
+    return f"## {title}\n\n" + (markdown_table(df) if len(df) else "No rows.\n")
+
+
+def plot_platform_speedup(tab: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """Speedup at equal quality vs context: rows objectives, columns platforms, one line per model with
+    its range over seed pairs."""
+    if tab.empty:
+        return []
+    import matplotlib
+    V = variants_of(tab)
+    objs, platforms = list(dict.fromkeys(tab["objective"])), list(dict.fromkeys(tab["platform"]))
+    with matplotlib.rc_context(_RC):
+        fig = _new_figure(len(objs), len(platforms))
+        axes = fig.subplots(len(objs), len(platforms), squeeze=False, sharey=True)
+        for i, obj in enumerate(objs):
+            for j, platform in enumerate(platforms):
+                ax = axes[i, j]
+                d = tab[(tab["objective"] == obj) & (tab["platform"] == platform)]
+                for v, g in d.groupby("variant", sort=False):
+                    g = g.sort_values("context")
+                    x, y = g["context"].to_numpy(float), g["speedup_mean"].to_numpy(float)
+                    err = np.vstack([y - g["speedup_min"].to_numpy(float), g["speedup_max"].to_numpy(float) - y])
+                    ax.errorbar(x, y, yerr=np.nan_to_num(err), capsize=2, lw=1.6, ms=5, **_style(V[v], solid=True))
+                ax.axhline(1.0, color="0.4", lw=0.8, ls="--")
+                ax.set_yscale("log", base=2)
+                _context_axis(ax, tab["context"])
+                ax.set_title(f"{objective_label(obj)}, {platform}")
+                ax.set_xlabel("context length")
+                if j == 0:
+                    ax.set_ylabel("speedup at equal quality (x)")
+        _legend(fig, _model_handles(list(dict.fromkeys(tab["variant"])), V, solid=True))
+        fig.suptitle("Speedup over the baseline at its final quality, per platform (range over seed pairs)")
+        return _save(fig, out_dir, "platform_speedup")
+
+
+def plot_quality_vs_cost(runs: pd.DataFrame, curves: pd.DataFrame, times: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """Held-out bits per byte vs training cost in hours (steps x the platform's step time): one row per
+    platform, one column per (objective, context); every seed's curve drawn thin."""
+    from .analysis import _options_column, train_runs
+    tr = train_runs(runs)
+    if tr.empty or times.empty or curves.empty:
+        return []
+    import matplotlib
+    tr = tr.assign(options=_options_column(tr))
+    V = variants_of(tr)
+    panels = sorted({(o, int(c)) for o, c in zip(tr["objective"], tr["context"])}, key=lambda k: (k[0], k[1]))
+    platforms = sorted(times["platform"].unique())
+    index = {(r["platform"], r["objective"], r["context"], r["size"], r["model"], r["options"]): r["ms_per_token"]
+             for r in times.to_dict("records")}
+    by_run = {rid: g.sort_values("step") for rid, g in curves.groupby("run_id")}
+    with matplotlib.rc_context(_RC):
+        fig = _new_figure(len(platforms), len(panels), panel_w=3.4, panel_h=2.8)
+        axes = fig.subplots(len(platforms), len(panels), squeeze=False)
+        drawn = []
+        for i, platform in enumerate(platforms):
+            for j, (obj, ctx) in enumerate(panels):
+                ax = axes[i, j]
+                for _, r in tr[(tr["objective"] == obj) & (tr["context"] == ctx)].iterrows():
+                    mpt = index.get((platform, obj, r["context"], r["size"], r["model"], r["options"]))
+                    c = by_run.get(r["run_id"])
+                    if mpt is None or c is None:
+                        continue
+                    hours = c["step"].to_numpy(float) * mpt * float(r["tokens_per_step"]) / 3.6e6
+                    ax.plot(hours, c["eval_bpb"].to_numpy(float), lw=1.2, ms=0, **{**_style(V[r["variant"]], True),
+                                                                                    "marker": None})
+                    drawn.append(r["variant"])
+                ax.set_xscale("log")
+                ax.set_title(f"{objective_label(obj)} {context_label(ctx)}, {platform}", fontsize=8)
+                ax.set_xlabel("training cost (hours)")
+                if j == 0:
+                    ax.set_ylabel("held-out bits per byte")
+        _legend(fig, _model_handles(list(dict.fromkeys(drawn)), V, solid=True))
+        fig.suptitle("Quality vs training cost (steps x the platform's step time)")
+        return _save(fig, out_dir, "quality_vs_cost")
+
+
+def write_platform_report(curves_folder: Path, time_roots: list[Path], out: Path,
+                          baseline: str = "transformer_plus_plus") -> dict[str, list[Path]]:
+    runs, curves = load_results(curves_folder)
+    folders = find_folders(time_roots + [curves_folder])
+    times = platform_step_times(collect_runs(folders))
+    tab = platform_speedups(runs, curves, times, baseline)
+    q = quality_per_step(runs, curves, baseline)
+    tables = out / "tables"
+    written: dict[str, list[Path]] = {"tables": [], "figures": []}
+    for name, df, md in (("platform_speedup", tab, speedup_markdown(tab, times)),
+                         ("step_times", times, _table_md("Step times per platform (the fastest configuration)", times)),
+                         ("quality_per_step", q, _table_md("Steps to the baseline's final quality, per seed pair", q))):
+        for path, data in ((tables / f"{name}.csv", df.to_csv(index=False)), (tables / f"{name}.md", md)):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_if_changed(path, data)
+            written["tables"].append(path)
+    written["figures"] += plot_platform_speedup(tab, out / "figures")
+    written["figures"] += plot_quality_vs_cost(runs, curves, times, out / "figures")
+    write_if_changed(out / "sources.md", "# Sources\n\nLearning curves: `{}`\n\nStep times from:\n\n{}\n".format(
+        curves_folder, "\n".join(f"- `{f}`" for f in folders)))
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m suite.platforms", description=__doc__.splitlines()[0])
+    p.add_argument("curves", type=Path, help="results folder with the learning curves (e.g. the paper-figures preset)")
+    p.add_argument("--times", type=Path, nargs="+", default=[Path("results")],
+                   help="folders searched (recursively) for runs whose step times count (default: results/)")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"where to write (default {DEFAULT_OUT})")
+    p.add_argument("--baseline", default="transformer_plus_plus")
+    args = p.parse_args(argv)
+    for folder in [args.curves] + args.times:
+        if not folder.is_dir():
+            print(f"python -m suite.platforms: no such folder: {folder}", file=sys.stderr)
+            return 2
+    if not (args.curves / "runs.csv").is_file():
+        print(f"python -m suite.platforms: {args.curves} has no runs.csv (run python -m suite.report on it first)",
+              file=sys.stderr)
+        return 2
+    t0 = time.time()
+    written = write_platform_report(args.curves, args.times, args.out, args.baseline)
+    print((args.out / "tables" / "platform_speedup.md").read_text())
+    for kind, paths in written.items():
+        for path in paths:
+            print(f"{kind}: {path}")
+    print(f"done in {time.time() - t0:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
