@@ -566,27 +566,38 @@ def latency_table(runs: pd.DataFrame) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------------- quality
 QUALITY_COLUMNS = ["objective", "context", "size", "variant", "model", "n_seeds", "final_bpb_mean",
                    "final_bpb_std", "final_bpb_min", "final_bpb_max", "final_eval_loss_mean", "train_time_s_mean",
-                   "steps_mean"]
+                   "steps_mean", "epochs_mean", "late_drop_mean"]
+LATE_FRACTION = 0.1  # late_drop: the held-out bits per byte gained over the last tenth of a run's steps
 
 
-def quality_table(runs: pd.DataFrame) -> pd.DataFrame:
+def late_drop(curve: pd.DataFrame, steps: float) -> float:
+    """Held-out bits per byte at (1 - LATE_FRACTION) of a run's steps minus at its end: positive while the
+    model still improves at the end of training; zero or negative once it has stopped or over-fits."""
+    return bpb_at_step(curve, (1 - LATE_FRACTION) * steps) - bpb_at_step(curve, steps)
+
+
+def quality_table(runs: pd.DataFrame, curves: pd.DataFrame | None = None) -> pd.DataFrame:
     """Final held-out quality per (objective, context, size, variant) over the finished training runs:
     bits per byte mean, standard deviation (NaN with one seed), min and max over seeds; the mean
-    final eval loss (nats/token), training time and steps."""
+    final eval loss (nats/token), training time, steps and epochs (passes over the training stream); and
+    with `curves`, the mean `late_drop` (still improving at the end, or not)."""
     tr = train_runs(runs)
     if tr.empty:
         return pd.DataFrame(columns=QUALITY_COLUMNS)
+    by_run = {rid: g for rid, g in curves.groupby("run_id", sort=False)} if curves is not None and len(curves) else {}
     rows = []
     for key, g in tr.groupby(_GROUP + ["variant"], sort=False, dropna=False):
         bpb = _num(g, "final_bpb")
+        drops = [late_drop(by_run[r], st) for r, st in zip(g["run_id"], _num(g, "steps")) if r in by_run]
         rows.append(dict(zip(_GROUP + ["variant"], key)) | {
             "model": g["model"].iloc[0], "n_seeds": int(len(g)), "final_bpb_mean": bpb.mean(),
             "final_bpb_std": bpb.std(), "final_bpb_min": bpb.min(), "final_bpb_max": bpb.max(),
             "final_eval_loss_mean": _num(g, "final_eval_loss").mean(),
-            "train_time_s_mean": _num(g, "train_time_s").mean(), "steps_mean": _num(g, "steps").mean()})
+            "train_time_s_mean": _num(g, "train_time_s").mean(), "steps_mean": _num(g, "steps").mean(),
+            "epochs_mean": _num(g, "epochs").mean(), "late_drop_mean": float(np.nanmean(drops)) if
+            np.isfinite(drops).any() else math.nan})
     out = _frame(rows, QUALITY_COLUMNS)
     return _sort(out, _GROUP + ["variant"])
-
 
 # ---------------------------------------------------------- speedup at equal quality, per platform
 # Quality per step does not depend on the hardware, the time of a step does (issue 11). The speedup of a

@@ -262,6 +262,10 @@ def latency_markdown(tab: pd.DataFrame) -> str:
     return "\n".join(out)
 
 
+def _num_col(df: pd.DataFrame, col: str) -> pd.Series:
+    return pd.to_numeric(df[col], errors="coerce") if col in df.columns else pd.Series(dtype=float)
+
+
 def quality_markdown(tab: pd.DataFrame) -> str:
     """Final held-out bits per byte per model x context: mean (± standard deviation over seeds)."""
     if tab is None or tab.empty:
@@ -278,6 +282,13 @@ def quality_markdown(tab: pd.DataFrame) -> str:
         out.append(f"**{label}: final held-out bits per byte** (lower is better; mean"
                    f"{' ± std over ' + str(n) + ' seeds' if n > 1 else ', 1 seed'})\n")
         out.append(markdown_table(_pivot(sub, cell)))
+        epochs = _num_col(sub, "epochs_mean")
+        drop = _num_col(sub, "late_drop_mean")
+        if epochs.notna().any() or drop.notna().any():
+            out.append(f"Epochs over the training stream: {_fmt(epochs.min(), 3)}"
+                       f"{'' if epochs.nunique() <= 1 else ' to ' + _fmt(epochs.max(), 3)}. Held-out bits per byte "
+                       f"gained over the last tenth of the steps: {_fmt(drop.min(), 2)} to {_fmt(drop.max(), 2)} "
+                       f"({'still falling everywhere' if drop.min() > 0 else 'not falling for every run: see quality.csv'}).\n")
     return "\n".join(out)
 
 
@@ -390,7 +401,7 @@ def write_report(folder: Path, runs: pd.DataFrame | None = None,
 
     speed = speedup_table(runs, curves, BASELINES)
     lat = latency_table(runs)
-    qual = quality_table(runs)
+    qual = quality_table(runs, curves)
     steps = quality_at_equal_steps(runs, curves, BASELINES[0])
     V = variants_of(runs)
     sweep = lr_sweep_table(runs)

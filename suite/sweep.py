@@ -42,6 +42,24 @@ RETRIED = ("error", "oom")           # statuses that --retry-failed measures aga
 LOG_PROGRESS_S = 30.0                # seconds between progress lines when stderr is a file, not a terminal
 
 
+class LogLines:
+    """The progress of a sweep as plain lines on stderr, for logs: `[time] runs i/n: text` when a run
+    starts and at most every `mininterval` seconds while it trains (what tqdm shows on a terminal)."""
+
+    def __init__(self, items: list, desc: str, mininterval: float = LOG_PROGRESS_S):
+        self.items, self.desc, self.mininterval, self.done = items, desc, mininterval, 0
+
+    def __iter__(self):
+        for self.done, item in enumerate(self.items):
+            yield item
+        self.done = len(self.items)
+
+    def set_postfix_str(self, text: str, refresh: bool = True) -> None:
+        if refresh:
+            print(f"[{time.strftime('%H:%M:%S')}] {self.desc} {self.done}/{len(self.items)}: {text}",
+                  file=sys.stderr, flush=True)
+
+
 def flag_words(message: str) -> str:
     """A message of RunConfig's validation with its field names replaced by the flags that set them."""
     for name, flag in FIELD_FLAGS.items():
@@ -253,11 +271,11 @@ def execute(runs: list[RunConfig], store: ResultsStore, *, data_for=None, log=pr
     from .train import run as run_one
 
     quiet = ddp and rank != 0  # in data-parallel runs rank 0 speaks for all
-    # to a terminal: a live bar; to a log file (a background job): a line every LOG_PROGRESS_S seconds
-    tty = sys.stderr.isatty()
-    bar = tqdm(todo, desc=f"runs (rank {rank}/{world})" if world > 1 and not ddp else "runs", unit="run",
-               file=sys.stderr, dynamic_ncols=tty, disable=quiet, mininterval=0.1 if tty else LOG_PROGRESS_S,
-               maxinterval=LOG_PROGRESS_S * 2, ncols=None if tty else 160)
+    desc = f"runs (rank {rank}/{world})" if world > 1 and not ddp else "runs"
+    if sys.stderr.isatty() or quiet:  # a live bar on a terminal
+        bar = tqdm(todo, desc=desc, unit="run", file=sys.stderr, dynamic_ncols=True, disable=quiet)
+    else:  # into a log file (a background job): plain lines, one every LOG_PROGRESS_S seconds
+        bar = LogLines(todo, desc)
     recorded = []  # (summary, curve) of the runs this process recorded
     for cfg in bar:
         bar.set_postfix_str(cfg.label(), refresh=True)
