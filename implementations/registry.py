@@ -46,6 +46,9 @@ class ModelSpec:
     # the valid values of a text option (others are checked by their default's type: a bool stays a bool,
     # an int or None-by-default option takes a positive integer)
     choices: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # an option whose valid values depend on the machine (e.g. a GPU kernel): value -> why it cannot run in this
+    # process ('' when it can), asked by make_config after the value passed its other checks
+    option_checks: dict[str, Callable[[Any], str]] = field(default_factory=dict)
     causal: bool = True
     bidirectional: bool = True
     quadratic: bool = True  # attention cost grows with T^2
@@ -171,6 +174,13 @@ def make_config(name: str, *, vocab_size: int, d_model: int, n_layers: int, max_
 
 def option_problem(spec: ModelSpec, key: str, value: Any) -> str:
     """Why a value is not valid for a model option ('' when it is)."""
+    problem = _value_problem(spec, key, value)
+    if problem or key not in spec.option_checks:
+        return problem
+    return spec.option_checks[key](value)
+
+
+def _value_problem(spec: ModelSpec, key: str, value: Any) -> str:
     default = spec.options[key]
     if key in spec.choices:
         return "" if value in spec.choices[key] else f"valid values: {', '.join(map(str, spec.choices[key]))}"

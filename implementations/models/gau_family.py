@@ -5,24 +5,29 @@
 """
 from __future__ import annotations
 
-from ..attention.gau import CHUNK_PREFIXES, GAU, GLOBAL_NORMS, INITS, PARTS, QUAD_NORMS, REL_POS_FORMS
+from ..attention.gau import (CHUNK_PREFIXES, GAU, GLOBAL_NORMS, INITS, KERNELS, PARTS, QUAD_NORMS, REL_POS_FORMS,
+                             kernel_problem)
 from ..config import ModelConfig
 from ..flops import attention_pair, dense, lm_head
 from ..layers import LanguageModel, Residual
 from ..layers.norm import NORMS
 from ..registry import FidelityNote, ModelSpec, register_model
 
+# kernel: the attention op's implementation, "torch" (chunk.py / quad.py) or "triton" (fused kernels,
+# attention/gau/triton_chunk.py: the same numbers up to rounding; needs triton and a CUDA GPU)
 COMMON = {"expansion": 2, "s": 128, "norm": "layernorm", "rope": True, "rel_pos_bias": True,
-          "rel_pos_form": "toeplitz", "init": "paper", "tie_embeddings": True}
+          "rel_pos_form": "toeplitz", "init": "paper", "tie_embeddings": True, "kernel": "torch"}
 CHOICES = {"norm": NORMS, "rel_pos_form": REL_POS_FORMS, "init": INITS, "quad_norm": QUAD_NORMS, "parts": PARTS,
-           "global_norm": GLOBAL_NORMS, "chunk_prefix": CHUNK_PREFIXES}
+           "global_norm": GLOBAL_NORMS, "chunk_prefix": CHUNK_PREFIXES, "kernel": KERNELS}
+# what this machine can run, checked by make_config before any work (a triton kernel without triton or a GPU)
+OPTION_CHECKS = {"kernel": kernel_problem}
 
 
 def build_gau_model(cfg: ModelConfig, attention: str):
     d = cfg.d_model
     kw = dict(expansion=cfg["expansion"], s=cfg["s"], causal=cfg.causal, max_len=cfg.max_len,
               attention=attention, rope=cfg["rope"], rel_pos_bias=cfg["rel_pos_bias"],
-              rel_pos_form=cfg["rel_pos_form"], init=cfg["init"])
+              rel_pos_form=cfg["rel_pos_form"], init=cfg["init"], kernel=cfg["kernel"])
     if attention == "quad":
         kw["quad_norm"] = cfg["quad_norm"]
     else:
@@ -76,7 +81,8 @@ NOTES = (
 register_model(ModelSpec(
     name="flash_quad", description="FLASH-Quad: GAU stack with quadratic relu^2 attention",
     build=lambda cfg: build_gau_model(cfg, "quad"), flops=lambda cfg, T: gau_flops(cfg, T, "quad"),
-    options={**COMMON, "quad_norm": "max_len"}, choices=CHOICES, fidelity=NOTES, family="gau", quadratic=True, order=5,
+    options={**COMMON, "quad_norm": "max_len"}, choices=CHOICES, option_checks=OPTION_CHECKS, fidelity=NOTES,
+    family="gau", quadratic=True, order=5,
     label="FLASH-Quad", color="#ff7f0e", marker="P", tags=("paper",),  # orange
 ))
 
@@ -86,6 +92,7 @@ register_model(ModelSpec(
     # chunk_prefix: how the causal form sums earlier chunks' states, "auto", "cumsum" or "matmul" (same
     # numbers up to rounding; attention/gau/chunk.py, exclusive_chunk_prefix)
     options={**COMMON, "chunk": 256, "parts": "mixed", "global_norm": "tokens", "chunk_prefix": "auto"}, choices=CHOICES,
+    option_checks=OPTION_CHECKS,
     fidelity=NOTES[1:] + (
         FidelityNote("chunk size", "C = 256 (ablated 128..1024)", "256", "chunk"),
         FidelityNote("ablation: attention parts", "mixed, local-only and global-only compared",

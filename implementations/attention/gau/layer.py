@@ -16,6 +16,7 @@ the norm around the unit are the model's (layers/block.py).
 """
 from __future__ import annotations
 
+import importlib.util
 from typing import NamedTuple
 
 import torch
@@ -41,6 +42,29 @@ REL_POS_FORMS = ("auto", "toeplitz", "rope")
 # RoPE-rotated vectors from it on
 ROPE_BIAS_MIN_LEN = 512
 ROPE_BIAS_DIM = 128  # the length of the paper's two vectors a and b
+# how the attention op runs: "torch" (chunk.py / quad.py, the reference) or "triton" (triton_chunk.py: fused
+# kernels, forward and backward, scores never in memory; the same numbers up to rounding)
+KERNELS = ("torch", "triton")
+
+
+def kernel_problem(kernel: str) -> str:
+    """Why `kernel` cannot run in this process ('' when it can), checked before any work: "triton" needs the
+    triton package and a CUDA GPU, or Triton's CPU interpreter (TRITON_INTERPRET=1 set before the kernels are
+    first imported). Imports the kernels (so fixes that mode) only when triton is installed."""
+    check_choice("GAU kernel", kernel, KERNELS)
+    if kernel == "torch":
+        return ""
+    if importlib.util.find_spec("triton") is None:
+        return "needs the Python package triton, which is not installed (pip install triton)"
+    try:
+        from . import triton_chunk
+    except Exception as exc:  # a triton too old or broken for the kernels
+        first_line = str(exc).splitlines()[0] if str(exc) else ""
+        return f"could not load the Triton kernels: {type(exc).__name__}: {first_line}"
+    if triton_chunk.INTERPRETED or torch.cuda.is_available():
+        return ""
+    return ("needs a CUDA GPU, or Triton's CPU interpreter (TRITON_INTERPRET=1 set before the kernels are first "
+            "imported)")
 
 
 class QuadQK(NamedTuple):
@@ -135,13 +159,15 @@ class GAU(nn.Module):
     """One gated attention unit (without its residual and norm). attention: 'quad' or 'mixed_chunk'.
 
     Options of 'quad': quad_norm (one of QUAD_NORMS). Options of 'mixed_chunk': chunk, parts (PARTS),
-    chunk_prefix (CHUNK_PREFIXES), global_norm (GLOBAL_NORMS); see chunk.py.
+    chunk_prefix (CHUNK_PREFIXES), global_norm (GLOBAL_NORMS); see chunk.py. Both: kernel (KERNELS), the
+    attention op's implementation: "torch" or the fused Triton kernels of triton_chunk.py (every option
+    supported, FLASH-Quad as one chunk of T tokens); refused here when it cannot run (`kernel_problem`).
     """
 
     def __init__(self, d: int, *, expansion: int, s: int, causal: bool, max_len: int, attention: str,
                  chunk: int = 256, quad_norm: str = "max_len", rope: bool = True, rel_pos_bias: bool = True,
                  rel_pos_form: str = "auto", parts: str = "mixed", chunk_prefix: str = "auto",
-                 global_norm: str = "tokens", init: str = "paper"):
+                 global_norm: str = "tokens", init: str = "paper", kernel: str = "torch"):
         super().__init__()
         for what, value, valid in (("GAU init", init, INITS), ("global_norm", global_norm, GLOBAL_NORMS),
                                    ("mixed chunk attention parts", parts, PARTS),
@@ -150,6 +176,10 @@ class GAU(nn.Module):
             check_choice(what, value, valid)
         if chunk < 1:
             raise ValueError(f"chunk size must be >= 1, got {chunk}")
+        problem = kernel_problem(kernel)
+        if problem:
+            raise ValueError(f"GAU kernel={kernel!r} {problem}")
+        self.kernel = kernel
         self.e, self.s = expansion * d, s
         # nn.Linear with bias gradients by a matmul (layers/linear.py: faster compiled, same numbers)
         self.to_hidden = Linear(d, 2 * self.e + s)  # u, v, z
@@ -194,13 +224,16 @@ class GAU(nn.Module):
     def gated_attention(self, x: torch.Tensor) -> torch.Tensor:
         """u * attn (the module docstring's equations), before the output projection."""
         u, v, qk = self.qkv(x)
+        if self.kernel == "triton":
+            from .triton_chunk import fused_mixed_chunk_attention as mixed, fused_quadratic_attention as quad
+        else:
+            mixed, quad = mixed_chunk_attention, quadratic_attention
         if self.attention == "quad":
             bias, norm = self.quad_bias_and_norm(x.shape[1])
-            attn = quadratic_attention(qk.q, qk.k, v, bias, norm, self.causal)
+            attn = quad(qk.q, qk.k, v, bias, norm, self.causal)
         else:
-            attn = mixed_chunk_attention(qk.q_quad, qk.k_quad, qk.q_lin, qk.k_lin, v, self.chunk_bias(), self.chunk,
-                                         self.causal, self.parts, chunk_prefix=self.chunk_prefix,
-                                         global_norm=self.global_norm)
+            attn = mixed(qk.q_quad, qk.k_quad, qk.q_lin, qk.k_lin, v, self.chunk_bias(), self.chunk, self.causal,
+                         self.parts, chunk_prefix=self.chunk_prefix, global_norm=self.global_norm)
         return u * attn
 
     def effective_attention(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,367 @@
+"""Issue 12, part 1: the fused Triton kernels of FLASH's mixed chunk attention (GAU option kernel="triton",
+implementations/attention/gau/triton_chunk.py) against the torch op (chunk.py) on one GPU.
+
+1. correctness: outputs and every gradient (q_quad, k_quad, q_lin, k_lin, v, bias) of both ops in fp32 and
+   bf16 against the torch op in float64, causal and bidirectional, at the quality size of the op (s 128,
+   e 1024, C 256) and T 512 / 2048 / 8192 with B T = 65,536; each error is max|x - ref| / max|ref|. Also
+   FLASH-Quad's op (one chunk of 2048 tokens, a [T, T] bias) through the same kernels, causal.
+2. the op alone, forward + backward, bf16: torch vs triton, eager and under torch.compile (a wrapper
+   around the op, dynamic=False as suite/model.py compiles); median of TIMED calls after WARMUP.
+3. one FLASH training step at the quality size (d 512, 8 blocks = 16 GAU layers, vocabulary 256, 65,536
+   tokens, bf16 autocast, AdamW, compiled layer by layer with suite.model.compile_model), kernel torch vs
+   triton at 512 / 2K / 8K causal and 2K bidirectional; median of TIMED steps after warm-up.
+4. (last, budget allowing) the triton op in bf16 at 2K causal with other tile sizes (triton_chunk.Tiles):
+   TILES, the first being triton_chunk's defaults.
+5. writes gpu_check.md (tables) and gpu_check.json (every number and every error message) to $OUT
+   (default ./out).
+
+Every case catches its own exception (recorded, the rest goes on), and once --budget-s seconds have passed
+the remaining cases are skipped (recorded as such). Expected under 4 minutes on an H200 (most of it compiling
+the 8 compiled model variants). Run from the repository root:
+
+    python experiments/2026-11-30-fused-kernel/gpu_check.py            # on the GPU machine
+    python experiments/2026-11-30-fused-kernel/gpu_check.py --cpu-dry-run   # tiny sizes, Triton's interpreter
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+import traceback
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+DRY_RUN = "--cpu-dry-run" in sys.argv
+if DRY_RUN:  # before triton defines any kernel (triton_chunk.INTERPRETED)
+    os.environ["TRITON_INTERPRET"] = "1"
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+import implementations as impl  # noqa: E402
+from implementations.attention.gau import chunk as chunk_ops  # noqa: E402
+from implementations.attention.gau import triton_chunk  # noqa: E402
+
+# sizes: (s, e, chunk, lengths, tokens per call, model d / blocks / vocabulary)
+GPU = dict(s=128, e=1024, chunk=256, lengths=(512, 2048, 8192), tokens=65536, d=512, blocks=8, vocab=256,
+           step_cases=((2048, True), (8192, True), (512, True), (2048, False)))  # most telling first
+CPU = dict(s=16, e=32, chunk=16, lengths=(32, 64), tokens=128, d=16, blocks=1, vocab=32,
+           step_cases=((32, True), (64, False)))
+WARMUP, TIMED = 5, 20
+STEP_WARMUP, STEP_TIMED = 3, 10
+BIAS_STD = 0.1  # the relative bias; q, k, v are N(0, 1)
+# bf16 tiles (BLOCK_T, BLOCK_E, e-step of the dq/dk kernel, warps, pipeline stages): triton_chunk.GPU_TILES's
+# first, then others that compile for sm_90 within its shared memory (2 stages: half the shared memory, so
+# maybe two blocks per SM)
+TILES = ((64, 128, 64, 8, 3), (64, 128, 64, 8, 2), (64, 256, 64, 8, 2), (64, 64, 64, 8, 3), (64, 128, 64, 4, 3),
+         (32, 128, 64, 4, 3))
+TILE_T = 2048
+GRAD_NAMES = ("q_quad", "k_quad", "q_lin", "k_lin", "v", "bias")
+
+
+class Budget:
+    def __init__(self, seconds: float):
+        self.end = time.monotonic() + seconds
+
+    def left(self) -> bool:
+        return time.monotonic() < self.end
+
+
+def run_case(results: list, budget: Budget, section: str, case: dict, fn) -> None:
+    """fn() -> dict of numbers, recorded with the case; an exception or the budget recorded instead."""
+    row = {"section": section, **case}
+    if not budget.left():
+        row["status"] = "skipped: time budget"
+    else:
+        try:
+            row.update(fn())
+            row["status"] = "ok"
+        except Exception as exc:  # one case's failure must not hide the others
+            row["status"] = f"error: {type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+            row["traceback"] = traceback.format_exc(limit=6)
+        finally:
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+    print(json.dumps({k: v for k, v in row.items() if k != "traceback"}), flush=True)
+    results.append(row)
+
+
+def op_inputs(B, T, cfg, device, seed=0):
+    g = torch.Generator(device=device).manual_seed(seed)
+    qs = [torch.randn(B, T, cfg["s"], device=device, generator=g) for _ in range(4)]
+    v = torch.randn(B, T, cfg["e"], device=device, generator=g)
+    C = cfg["chunk"]
+    bias = torch.randn(C, C, device=device, generator=g) * BIAS_STD
+    grad = torch.randn(B, T, cfg["e"], device=device, generator=g)
+    return [*qs, v, bias], grad
+
+
+def op_fn(kernel: str):
+    return triton_chunk.fused_mixed_chunk_attention if kernel == "triton" else chunk_ops.mixed_chunk_attention
+
+
+def forward_backward(kernel, leaves, grad, dtype, C, causal):
+    bias_dtype = torch.float64 if dtype == torch.float64 else torch.float32  # the model's bias is an fp32 parameter
+    xs = [t.detach().to(dtype if i < 5 else bias_dtype).requires_grad_() for i, t in enumerate(leaves)]
+    out = op_fn(kernel)(*xs[:5], xs[5], C, causal)
+    grads = torch.autograd.grad(out, xs, grad.to(out.dtype))
+    return [out.detach(), *grads]
+
+
+def relative_error(x: torch.Tensor, ref: torch.Tensor) -> float:
+    return ((x.double() - ref).abs().max() / ref.abs().max().clamp_min(1e-30)).item()
+
+
+def check_case(T, causal, cfg, device) -> dict:
+    B = cfg["tokens"] // T
+    leaves, grad = op_inputs(B, T, cfg, device)
+    ref = forward_backward("torch", leaves, grad, torch.float64, cfg["chunk"], causal)
+    dtypes = (torch.float32,) if device.type == "cpu" else (torch.float32, torch.bfloat16)
+    row = {}
+    for dtype in dtypes:
+        for kernel in ("torch", "triton"):
+            got = forward_backward(kernel, leaves, grad, dtype, cfg["chunk"], causal)
+            for name, x, r in zip(("out",) + GRAD_NAMES, got, ref):
+                row[f"{kernel} {str(dtype)[6:]} {name}"] = relative_error(x, r)
+    return row
+
+
+def check_quad_case(T, causal, cfg, device) -> dict:
+    """FLASH-Quad's op (one chunk of T tokens, scores / max_len, a [T, T] bias) through the kernels."""
+    from implementations.attention.gau.quad import quadratic_attention
+    B = cfg["tokens"] // T // 8 or 1  # an eighth of the tokens: the float64 reference holds B T^2 scores
+    leaves, grad = op_inputs(B, T, {**cfg, "chunk": T}, device)
+    q, k, v, bias = leaves[0], leaves[1], leaves[4], leaves[5]
+    fns = {"torch": quadratic_attention, "triton": triton_chunk.fused_quadratic_attention}
+
+    def run(kernel, dtype):
+        xs = [t.detach().to(dtype if i < 3 else torch.float64 if dtype == torch.float64 else torch.float32)
+              .requires_grad_() for i, t in enumerate((q, k, v, bias))]
+        out = fns[kernel](*xs, float(T), causal)
+        return [out.detach(), *torch.autograd.grad(out, xs, grad.to(out.dtype))]
+
+    ref = run("torch", torch.float64)
+    row = {}
+    for dtype in ((torch.float32,) if device.type == "cpu" else (torch.float32, torch.bfloat16)):
+        for kernel in ("torch", "triton"):
+            for name, x, r in zip(("out", "q", "k", "v", "bias"), run(kernel, dtype), ref):
+                row[f"{kernel} {str(dtype)[6:]} {name}"] = relative_error(x, r)
+    return row
+
+
+class Timer:
+    """Median milliseconds of fn() after warm-up: CUDA events on a GPU, perf_counter on the CPU."""
+
+    def __init__(self, device):
+        self.cuda = device.type == "cuda"
+
+    def __call__(self, fn, warmup, timed) -> float:
+        times = []
+        for i in range(warmup + timed):
+            if self.cuda:
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                fn()
+                end.record()
+                torch.cuda.synchronize()
+                ms = start.elapsed_time(end)
+            else:
+                t0 = time.perf_counter()
+                fn()
+                ms = 1000 * (time.perf_counter() - t0)
+            if i >= warmup:
+                times.append(ms)
+        return statistics.median(times)
+
+
+def op_time_case(T, causal, kernel, compiled, cfg, device) -> dict:
+    B = cfg["tokens"] // T
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    leaves, grad = op_inputs(B, T, cfg, device)
+    xs = [t.to(dtype if i < 5 else torch.float32).requires_grad_() for i, t in enumerate(leaves)]
+    grad = grad.to(dtype)
+    C, op = cfg["chunk"], op_fn(kernel)
+
+    def attention(qq, kq, ql, kl, v, bias):
+        return op(qq, kq, ql, kl, v, bias, C, causal)
+
+    if compiled:
+        torch._dynamo.reset()
+        attention = torch.compile(attention, dynamic=False)
+
+    def call():
+        out = attention(*xs)
+        out.backward(grad)
+        for x in xs:
+            x.grad = None
+
+    return {"ms": Timer(device)(call, WARMUP if device.type == "cuda" else 1, TIMED if device.type == "cuda" else 2)}
+
+
+def tile_case(tiles, cfg, device) -> dict:
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    table = triton_chunk.GPU_TILES if device.type == "cuda" else triton_chunk.__dict__
+    key = dtype if device.type == "cuda" else "INTERPRETER_TILES"
+    saved = table[key]
+    table[key] = triton_chunk.Tiles(*tiles)
+    try:
+        T = TILE_T if device.type == "cuda" else cfg["lengths"][-1]
+        return op_time_case(T, True, "triton", False, cfg, device)
+    finally:
+        table[key] = saved
+
+
+def compile_layers(model):
+    try:
+        from suite.model import compile_model
+    except Exception:  # suite being edited: the same per-layer compile, as suite/model.py does it
+        def compile_model(model):
+            torch._dynamo.reset()
+            torch._dynamo.config.fail_on_recompile_limit_hit = True
+            for layer in model.layers:
+                layer.compile(dynamic=False)
+            return model
+    return compile_model(model)
+
+
+def step_case(T, causal, kernel, cfg, device) -> dict:
+    torch.manual_seed(0)
+    model = impl.build_model("flash", vocab_size=cfg["vocab"], d_model=cfg["d"], n_layers=cfg["blocks"], max_len=T,
+                             causal=causal, kernel=kernel).to(device)
+    cuda = device.type == "cuda"
+    if cuda:
+        model = compile_layers(model)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.1, fused=cuda)
+    g = torch.Generator().manual_seed(0)
+    tokens = torch.randint(0, cfg["vocab"], (cfg["tokens"] // T, T + 1), generator=g).to(device)
+    x, y = tokens[:, :-1], tokens[:, 1:]  # bidirectional: the same shapes as a masked LM's step
+
+    def step():
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+            logits = model(x)
+        loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1))
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return loss.detach()
+
+    ms = Timer(device)(step, STEP_WARMUP if cuda else 1, STEP_TIMED if cuda else 2)
+    row = {"ms": ms, "loss": step().item()}
+    if cuda:
+        row["peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
+        torch.cuda.reset_peak_memory_stats()
+    return row
+
+
+def check_table(checks: list, title: str) -> list[str]:
+    if not checks:
+        return []
+    lines = [f"## {title}", "", "| T | causal | dtype | tensor | torch | triton |", "|---|---|---|---|---|---|"]
+    for r in checks:
+        if r["status"] != "ok":
+            lines.append(f"| {r['T']} | {r['causal']} | | | {r['status']} | |")
+            continue
+        for key, a in r.items():
+            if key.startswith("torch "):
+                _, dt, name = key.split(" ", 2)
+                b = r[f"triton {dt} {name}"]
+                lines.append(f"| {r['T']} | {r['causal']} | {dt} | {name} | {a:.2e} | {b:.2e} |")
+    return lines + [""]
+
+
+def markdown(results: list, cfg: dict) -> str:
+    lines = [f"# gpu_check ({'CPU dry run, Triton interpreter' if DRY_RUN else torch.cuda.get_device_name()})", "",
+             f"torch {torch.__version__}, triton {triton_chunk.triton.__version__}; "
+             f"op sizes s {cfg['s']}, e {cfg['e']}, "
+             f"chunk {cfg['chunk']}, {cfg['tokens']} tokens per call", ""]
+    for section, title in (("check", "1. errors relative to the float64 torch op (max |x - ref| / max |ref|)"),
+                           ("check quad", "1b. FLASH-Quad's op (one chunk of T), the same errors")):
+        lines += check_table([r for r in results if r["section"] == section], title)
+    for section, title in (("op", "2. the op alone, forward + backward (ms, median)"),
+                           ("step", "3. one FLASH training step (ms, median)")):
+        rows = [r for r in results if r["section"] == section]
+        if not rows:
+            continue
+        lines += [f"## {title}", "", "| T | causal | mode | torch | triton | torch / triton |",
+                  "|---|---|---|---|---|---|"]
+        groups = {}
+        for r in rows:
+            groups.setdefault((r["T"], r["causal"], r.get("mode", "compiled")), {})[r["kernel"]] = r
+        for (T, causal, mode), by in groups.items():
+            def cell(k):
+                r = by.get(k)
+                return f"{r['ms']:.3f}" if r and r["status"] == "ok" else (r["status"] if r else "")
+            ok = all(by.get(k, {}).get("status") == "ok" for k in ("torch", "triton"))
+            ratio = f"{by['torch']['ms'] / by['triton']['ms']:.2f}x" if ok else ""
+            lines.append(f"| {T} | {causal} | {mode} | {cell('torch')} | {cell('triton')} | {ratio} |")
+        lines.append("")
+    tiles = [r for r in results if r["section"] == "tiles"]
+    if tiles:
+        lines += [f"## 4. the triton op, {tiles[0]['T']} causal, eager, by tile sizes (ms, median)", "",
+                  "| BLOCK_T | BLOCK_E | e-step of dq/dk | warps | stages | ms |",
+                  "|---|---|---|---|---|---|"]
+        for r in tiles:
+            lines.append(f"| {' | '.join(map(str, r['tiles']))} | "
+                         f"{format(r['ms'], '.3f') if r['status'] == 'ok' else r['status']} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--cpu-dry-run", action="store_true", help="tiny sizes on the CPU through Triton's interpreter")
+    p.add_argument("--budget-s", type=float, default=230.0, help="skip the cases left after this many seconds")
+    p.add_argument("--skip", nargs="*", default=[], choices=["check", "op", "step", "tiles"],
+                   help="sections to leave out")
+    args = p.parse_args()
+    cfg = CPU if args.cpu_dry_run else GPU
+    device = torch.device("cpu" if args.cpu_dry_run else "cuda")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print("no CUDA GPU: run with --cpu-dry-run for the interpreter", file=sys.stderr)
+        return 2
+    out = Path(os.environ.get("OUT", "out"))
+    out.mkdir(parents=True, exist_ok=True)
+    budget, results = Budget(args.budget_s), []
+    t0 = time.monotonic()
+    if "check" not in args.skip:
+        for T in cfg["lengths"]:
+            for causal in (True, False):
+                run_case(results, budget, "check", {"T": T, "causal": causal},
+                         lambda: check_case(T, causal, cfg, device))
+        T = cfg["lengths"][1]
+        run_case(results, budget, "check quad", {"T": T, "causal": True},
+                 lambda: check_quad_case(T, True, cfg, device))
+    if "op" not in args.skip:
+        for T in cfg["lengths"]:
+            for causal, mode in ((True, "eager"), (False, "eager"), (True, "compiled")):
+                if mode == "compiled" and device.type == "cpu":
+                    continue  # Inductor on the CPU would time the C++ compiler, not the kernels
+                for kernel in ("torch", "triton"):
+                    run_case(results, budget, "op", {"T": T, "causal": causal, "mode": mode, "kernel": kernel},
+                             lambda: op_time_case(T, causal, kernel, mode == "compiled", cfg, device))
+    if "step" not in args.skip:
+        for T, causal in cfg["step_cases"]:
+            for kernel in ("torch", "triton"):
+                run_case(results, budget, "step", {"T": T, "causal": causal, "kernel": kernel,
+                                                   "mode": "compiled" if device.type == "cuda" else "eager"},
+                         lambda: step_case(T, causal, kernel, cfg, device))
+    if "tiles" not in args.skip:
+        for tiles in TILES:
+            run_case(results, budget, "tiles", {"T": TILE_T if device.type == "cuda" else cfg["lengths"][-1],
+                                                "tiles": tiles}, lambda: tile_case(tiles, cfg, device))
+    report = {"device": "cpu (interpreter)" if args.cpu_dry_run else torch.cuda.get_device_name(),
+              "torch": torch.__version__, "triton": triton_chunk.triton.__version__, "sizes": cfg,
+              "wall_s": time.monotonic() - t0, "results": results}
+    (out / "gpu_check.json").write_text(json.dumps(report, indent=1, default=str))
+    (out / "gpu_check.md").write_text(markdown(results, cfg) + f"\nwall time {report['wall_s']:.0f} s\n")
+    print(f"wrote {out / 'gpu_check.md'} and {out / 'gpu_check.json'} in {report['wall_s']:.0f} s")
+    failed = [r for r in results if r["status"].startswith("error")]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
