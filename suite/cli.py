@@ -189,6 +189,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--lr-from", metavar="FOLDER", type=nonempty, help="each model's peak learning rate: the best "
                    "of a learning-rate sweep recorded in this results folder (e.g. by --preset gpu-lr-sweep)")
     p.add_argument("--tokens-per-step", type=positive_int, help="tokens per optimizer step")
+    p.add_argument("--timed-steps", type=positive_int, help="speed runs: steps timed after the warm-up "
+                   "(default: the preset's; fewer on a slow platform, e.g. a CPU at the paper's sizes)")
     p.add_argument("--precision", choices=["fp32", "bf16"])
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile the model")
     p.add_argument("--compile-mode", choices=COMPILE_MODES,
@@ -352,7 +354,8 @@ def _main(args, state: dict) -> int:
                                        size=args.size, budget_s=args.budget, tokens_per_step=args.tokens_per_step,
                                        max_steps=args.steps, lr=args.lr,
                                        precision=args.precision, compile=args.compile_mode or args.compile,
-                                       sdpa_backend=args.sdpa_backend).items() if v is not None}
+                                       sdpa_backend=args.sdpa_backend, timed_steps=args.timed_steps).items()
+                if v is not None}
     if args.steps is not None:  # exactly this many steps: no time budget
         settings["budget_s"] = None
     elif args.budget is not None:  # a time budget: no step cap from the preset

@@ -18,8 +18,9 @@ Writes under --out (default: results/platforms):
     tables/step_times.{csv,md}         each platform's step times, with the run configuration and software
     tables/quality_per_step.{csv,md}   the hardware-independent half: steps to the baseline's quality
     figures/platform_speedup.{png,svg} speedup vs context, one panel per (objective, platform)
-    figures/quality_vs_cost.{png,svg}  held-out bits per byte vs training cost (steps x step time) per
-                                       platform and context, the paper's quality-vs-cost figures
+    figures/quality_vs_steps.{png,svg} held-out bits per byte vs training steps per context (any hardware)
+    figures/quality_vs_cost.{png,svg}  the same vs training cost (steps x step time) per platform and
+                                       context, the paper's quality-vs-cost figures
     sources.md                         the folders read, and when
 """
 from __future__ import annotations
@@ -31,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from .analysis import (context_label, objective_label, platform_speedups, platform_step_times, quality_per_step,
                        variants_of)
@@ -116,6 +118,7 @@ def plot_platform_speedup(tab: pd.DataFrame, out_dir: Path) -> list[Path]:
     with matplotlib.rc_context(_RC):
         fig = _new_figure(len(objs), len(platforms))
         axes = fig.subplots(len(objs), len(platforms), squeeze=False, sharey=True)
+        axes[0, 0].set_ylim(0, max(1.2, float(np.nanmax(tab["speedup_max"].to_numpy(float))) * 1.1))
         for i, obj in enumerate(objs):
             for j, platform in enumerate(platforms):
                 ax = axes[i, j]
@@ -126,7 +129,7 @@ def plot_platform_speedup(tab: pd.DataFrame, out_dir: Path) -> list[Path]:
                     err = np.vstack([y - g["speedup_min"].to_numpy(float), g["speedup_max"].to_numpy(float) - y])
                     ax.errorbar(x, y, yerr=np.nan_to_num(err), capsize=2, lw=1.6, ms=5, **_style(V[v], solid=True))
                 ax.axhline(1.0, color="0.4", lw=0.8, ls="--")
-                ax.set_yscale("log", base=2)
+                ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}x"))
                 _context_axis(ax, tab["context"])
                 ax.set_title(f"{objective_label(obj)}, {platform}")
                 ax.set_xlabel("context length")
@@ -137,43 +140,53 @@ def plot_platform_speedup(tab: pd.DataFrame, out_dir: Path) -> list[Path]:
         return _save(fig, out_dir, "platform_speedup")
 
 
-def plot_quality_vs_cost(runs: pd.DataFrame, curves: pd.DataFrame, times: pd.DataFrame, out_dir: Path) -> list[Path]:
-    """Held-out bits per byte vs training cost in hours (steps x the platform's step time): one row per
-    platform, one column per (objective, context); every seed's curve drawn thin."""
+def plot_quality_curves(runs: pd.DataFrame, curves: pd.DataFrame, times: pd.DataFrame | None,
+                        out_dir: Path) -> list[Path]:
+    """Held-out bits per byte of every run (every seed drawn) against training steps (`times` None:
+    `quality_vs_steps`, the hardware-independent half) or against training cost in hours, steps x each
+    platform's step time (`quality_vs_cost`: one row per platform, the paper's quality-vs-cost figures);
+    one column per (objective, context)."""
     from .analysis import _options_column, train_runs
     tr = train_runs(runs)
-    if tr.empty or times.empty or curves.empty:
+    if tr.empty or curves.empty or (times is not None and times.empty):
         return []
     import matplotlib
     tr = tr.assign(options=_options_column(tr))
     V = variants_of(tr)
     panels = sorted({(o, int(c)) for o, c in zip(tr["objective"], tr["context"])}, key=lambda k: (k[0], k[1]))
-    platforms = sorted(times["platform"].unique())
-    index = {(r["platform"], r["objective"], r["context"], r["size"], r["model"], r["options"]): r["ms_per_token"]
-             for r in times.to_dict("records")}
+    platforms = sorted(times["platform"].unique()) if times is not None else [None]
+    index = ({(r["platform"], r["objective"], r["context"], r["size"], r["model"], r["options"]): r["ms_per_token"]
+              for r in times.to_dict("records")} if times is not None else {})
     by_run = {rid: g.sort_values("step") for rid, g in curves.groupby("run_id")}
     with matplotlib.rc_context(_RC):
         fig = _new_figure(len(platforms), len(panels), panel_w=3.4, panel_h=2.8)
-        axes = fig.subplots(len(platforms), len(panels), squeeze=False)
+        axes = fig.subplots(len(platforms), len(panels), squeeze=False, sharey="col")
         drawn = []
         for i, platform in enumerate(platforms):
             for j, (obj, ctx) in enumerate(panels):
                 ax = axes[i, j]
                 for _, r in tr[(tr["objective"] == obj) & (tr["context"] == ctx)].iterrows():
-                    mpt = index.get((platform, obj, r["context"], r["size"], r["model"], r["options"]))
                     c = by_run.get(r["run_id"])
+                    mpt = 1.0 if platform is None else index.get((platform, obj, r["context"], r["size"], r["model"],
+                                                                  r["options"]))
                     if mpt is None or c is None:
                         continue
-                    hours = c["step"].to_numpy(float) * mpt * float(r["tokens_per_step"]) / 3.6e6
-                    ax.plot(hours, c["eval_bpb"].to_numpy(float), lw=1.2, ms=0, **{**_style(V[r["variant"]], True),
-                                                                                    "marker": None})
+                    x = c["step"].to_numpy(float)
+                    if platform is not None:  # hours of training on that platform
+                        x = x * mpt * float(r["tokens_per_step"]) / 3.6e6
+                    ax.plot(x, c["eval_bpb"].to_numpy(float), lw=1.2, **{**_style(V[r["variant"]], True), "marker": None})
                     drawn.append(r["variant"])
                 ax.set_xscale("log")
-                ax.set_title(f"{objective_label(obj)} {context_label(ctx)}, {platform}", fontsize=8)
-                ax.set_xlabel("training cost (hours)")
+                ax.xaxis.set_minor_formatter(NullFormatter())
+                where = f", {platform}" if platform else ""
+                ax.set_title(f"{objective_label(obj)} {context_label(ctx)}{where}", fontsize=8)
+                ax.set_xlabel("training steps" if platform is None else "training cost (hours)")
                 if j == 0:
                     ax.set_ylabel("held-out bits per byte")
         _legend(fig, _model_handles(list(dict.fromkeys(drawn)), V, solid=True))
+        if platform is None:
+            fig.suptitle("Quality vs training steps (every seed; the same on any hardware)")
+            return _save(fig, out_dir, "quality_vs_steps")
         fig.suptitle("Quality vs training cost (steps x the platform's step time)")
         return _save(fig, out_dir, "quality_vs_cost")
 
@@ -195,7 +208,8 @@ def write_platform_report(curves_folder: Path, time_roots: list[Path], out: Path
             write_if_changed(path, data)
             written["tables"].append(path)
     written["figures"] += plot_platform_speedup(tab, out / "figures")
-    written["figures"] += plot_quality_vs_cost(runs, curves, times, out / "figures")
+    written["figures"] += plot_quality_curves(runs, curves, None, out / "figures")
+    written["figures"] += plot_quality_curves(runs, curves, times, out / "figures")
     write_if_changed(out / "sources.md", "# Sources\n\nLearning curves: `{}`\n\nStep times from:\n\n{}\n".format(
         curves_folder, "\n".join(f"- `{f}`" for f in folders)))
     return written

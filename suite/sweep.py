@@ -34,7 +34,8 @@ class UsageError(ValueError):
 
 # RunConfig fields a user sets through a flag of its own: messages name the flag, not the field
 FIELD_FLAGS = {"tokens_per_step": "--tokens-per-step", "budget_s": "--budget", "max_steps": "--steps",
-               "bpe_vocab": "--bpe-vocab", "sdpa_backend": "--sdpa-backend", "compile_mode": "--compile-mode"}
+               "bpe_vocab": "--bpe-vocab", "sdpa_backend": "--sdpa-backend", "compile_mode": "--compile-mode",
+               "timed_steps": "--timed-steps"}
 
 
 FRESH_MARKER = ".fresh-sweep.json"   # a --fresh sweep under way in a results folder (see execute)

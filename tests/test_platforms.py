@@ -110,7 +110,7 @@ def test_platforms_command_writes_tables_and_figures(tmp_path, curves_and_runs):
     assert platforms.main([str(folder), "--times", str(tmp_path / "results"), "--out", str(out)]) == 0
     md = (out / "tables" / "platform_speedup.md").read_text()
     assert "### GPU-A" in md and "### CPU-B" in md and "(includes 1)" in md
-    for stem in ("platform_speedup", "quality_vs_cost"):
+    for stem in ("platform_speedup", "quality_vs_cost", "quality_vs_steps"):
         assert (out / "figures" / f"{stem}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert str(cpu) in (out / "sources.md").read_text()
 
