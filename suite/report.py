@@ -180,6 +180,8 @@ def _speedup_cell(r: pd.Series) -> str:
     lo, hi = _fmt(r["speedup_min"]), _fmt(r["speedup_max"])
     if int(r["n_reached"]) > 1 and lo != hi:
         text += f" [{lo}-{hi}]"
+        if float(r["speedup_min"]) <= 1.0 <= float(r["speedup_max"]):
+            text += " (includes 1)"  # over the seeds, faster and slower: the sign is not established
     if not bool(r["reached_all"]):
         text += f" ({int(r['n_reached'])}/{int(r['n_seeds'])} seeds)"
     return text
@@ -225,6 +227,8 @@ def equal_steps_markdown(tab: pd.DataFrame, V: Variants | None = None) -> str:
         text = f"{r['delta_mean']:+.3f} ({int(round(r['steps_mean']))} steps)"
         if int(r["n_seeds"]) > 1:
             text += f" [{r['delta_min']:+.3f} to {r['delta_max']:+.3f}]"
+            if r["delta_min"] <= 0 <= r["delta_max"]:
+                text += " (includes 0)"
         return text
     out = []
     for _, label, sub in _sections(tab):

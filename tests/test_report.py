@@ -392,3 +392,12 @@ def test_report_waits_for_no_one_while_a_sweep_writes_the_folder(tmp_path, capsy
     with ResultsStore(folder).lock():                # the sweep holds it in this process and writes the report
         write_report(folder, runs, curves)
     assert (folder / "tables" / "quality.md").exists() and not (folder / ".lock").exists()
+
+
+def test_a_speedup_whose_range_over_seeds_holds_one_says_so():
+    from suite.report import _speedup_cell
+    row = {"n_reached": 3, "n_seeds": 3, "reached_all": True, "speedup_below_mean": float("nan")}
+    assert _speedup_cell(pd.Series({**row, "speedup_mean": 1.1, "speedup_min": 0.9, "speedup_max": 1.3})) \
+        == "1.10x [0.900-1.30] (includes 1)"
+    assert "includes" not in _speedup_cell(pd.Series({**row, "speedup_mean": 1.3, "speedup_min": 1.1,
+                                                      "speedup_max": 1.5}))
