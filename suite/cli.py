@@ -163,7 +163,7 @@ def parser() -> argparse.ArgumentParser:
 
     from .checkpoint import DEFAULT_EVERY_S
     from .presets import PRESETS
-    from .runs import COMPILE_MODES
+    from .runs import BACKENDS, COMPILE_MODES
 
     p = Parser(
         prog=PROG, description="flash-repro: train and time the paper's models, then draw its tables and "
@@ -195,6 +195,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile the model")
     p.add_argument("--compile-mode", choices=COMPILE_MODES,
                    help="torch.compile with this mode (implies --compile), e.g. max-autotune-no-cudagraphs")
+    p.add_argument("--backend", choices=BACKENDS, help="the framework the runs train in: pytorch (default) or jax "
+                   "(implementations/jax, jit-compiled; the variant is then e.g. flash+jax)")
     p.add_argument("--no-variants", action="store_true", help="leave out the preset's extra variants (compiled, ...)")
     p.add_argument("--peers", action="store_true", help="also measure the preset's external reference "
                    "implementations (Hugging Face Llama, flash-pytorch); or name them in --models as peer:NAME")
@@ -325,6 +327,29 @@ def check_devices(runs, args) -> None:
                              "here (slowly)") from None
 
 
+def check_backend(runs, args) -> None:
+    """The JAX backend: its packages installed, our models only, one process per run."""
+    import importlib.util
+
+    import implementations as impl
+
+    from .sweep import UsageError
+
+    if not any(r.backend == "jax" for r in runs):
+        return
+    missing = [m for m in ("jax", "optax") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise UsageError(f"--backend jax: needs the package(s) {', '.join(missing)}, not installed here "
+                         "(pip install -r requirements.txt)")
+    if args.ddp:
+        raise UsageError("--backend jax: --ddp is PyTorch's data parallelism; the JAX backend trains each run in "
+                         "one process (torchrun may still share the runs out)")
+    peers = sorted({r.model for r in runs if impl.is_peer(r.model)})
+    if peers:
+        raise UsageError(f"--backend jax: the peers {', '.join(peers)} have no JAX implementation; valid models: "
+                         f"{', '.join(impl.list_models())}")
+
+
 def _main(args, state: dict) -> int:
     import implementations as impl
 
@@ -354,7 +379,8 @@ def _main(args, state: dict) -> int:
                                        size=args.size, budget_s=args.budget, tokens_per_step=args.tokens_per_step,
                                        max_steps=args.steps, lr=args.lr,
                                        precision=args.precision, compile=args.compile_mode or args.compile,
-                                       sdpa_backend=args.sdpa_backend, timed_steps=args.timed_steps).items()
+                                       sdpa_backend=args.sdpa_backend, timed_steps=args.timed_steps,
+                                       backend=args.backend).items()
                 if v is not None}
     if args.steps is not None:  # exactly this many steps: no time budget
         settings["budget_s"] = None
@@ -370,6 +396,7 @@ def _main(args, state: dict) -> int:
                   variants=not args.no_variants, with_peers=args.peers, **settings)
     if not runs:
         raise UsageError("the flags select no runs (e.g. --objectives that exclude every model given in --models)")
+    check_backend(runs, args)
     device = runs[0].device
     default_name = preset.folder or args.preset
     if args.ddp and D.world_size() > 1:  # data-parallel runs keep their run_id: not in the same folder by default

@@ -16,6 +16,11 @@ PRECISIONS = ("fp32", "bf16")
 # torch.compile modes besides its default (`compile=True`); "max-autotune*" let Inductor pick Triton GEMM
 # templates, which can fuse element-wise work into a matmul's epilogue (results/NOTES.md, entry 12)
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+# the framework a run trains in: PyTorch (suite/train.py), or JAX (suite/jax_step.py, implementations/jax)
+BACKENDS = ("pytorch", "jax")
+# fields added after results were recorded, left out of a run's identity while at their default, so that the
+# run ids (and the finished runs) of earlier sweeps stay valid
+LATER_FIELDS = {"backend": "pytorch"}
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,7 @@ class RunConfig:
     compile: bool | str = False           # True: torch.compile's default mode; or a mode in COMPILE_MODES
     attention_kernel: str | None = None   # softmax models: "sdpa" or "materialized"
     sdpa_backend: str | None = None       # None: PyTorch's choice; or cudnn, flash, efficient, math
+    backend: str = "pytorch"              # one of BACKENDS; "jax" jit-compiles whatever `compile` says
     # the model options this run sets on top of the model's defaults (--set KEY=VALUE), as (key, value) pairs
     overrides: tuple[tuple[str, Any], ...] = field(default_factory=tuple)
 
@@ -65,6 +71,8 @@ class RunConfig:
             raise ValueError(f"unknown objective {self.objective!r}; valid: {', '.join(OBJECTIVES)}")
         if self.kind not in KINDS:
             raise ValueError(f"unknown run kind {self.kind!r}; valid: {', '.join(KINDS)}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"unknown backend {self.backend!r}; valid: {', '.join(BACKENDS)}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"unknown precision {self.precision!r}; valid: {', '.join(PRECISIONS)}")
         if self.size not in SIZE_PRESETS:
@@ -112,6 +120,9 @@ class RunConfig:
     def as_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["overrides"] = [list(kv) for kv in self.overrides]
+        for name, default in LATER_FIELDS.items():
+            if d[name] == default:
+                del d[name]
         return d
 
     @property
@@ -132,6 +143,8 @@ class RunConfig:
             extra.append(f"mode={self.compile}")
         if extra:
             name += "[" + ",".join(extra) + "]"
+        if self.backend != "pytorch":  # compiled by the backend itself (jax.jit)
+            return f"{name}+{self.backend}"
         return name + ("+compile" if self.compile else "")
 
     def label(self) -> str:

@@ -1,8 +1,16 @@
 """One training step (forward, backward, clip, AdamW) and the held-out evaluation, eager or compiled,
-single-process or data-parallel."""
+single-process or data-parallel.
+
+What the training loop (suite/train.py) asks of a step, whatever its backend (suite/jax_step.py has the
+JAX one): `put(batch)` (a CPU batch onto the device), `warm_up(batch, eval_batches)` (compile outside the
+clock; returns its seconds), `sync()` (wait for the device), `step(inputs, targets, lr_scale)` (the loss),
+`evaluate(batches)`, `world` (processes training the run) with `synced(loss, dt)` when it is above 1,
+and `checkpointable` with `raw_model` and `opt` (suite/checkpoint.py saves their states).
+"""
 from __future__ import annotations
 
 import inspect
+import time
 
 import torch
 
@@ -12,7 +20,7 @@ from .objectives import IGNORE_INDEX as IGNORE
 from .objectives import loss_fn
 from .optim import make_optimizer
 from .runs import RunConfig
-from .timing import sdpa_context
+from .timing import sdpa_context, synchronize
 
 
 class Step:
@@ -41,6 +49,28 @@ class Step:
         self.opt = make_optimizer(model, cfg, device)
         self.cfg, self.device = cfg, device
         self.amp = cfg.precision == "bf16"
+
+    checkpointable = True  # suite/checkpoint.py can save and restore raw_model and opt
+
+    def put(self, batch) -> tuple[torch.Tensor, ...]:
+        """A batch of CPU tensors on the run's device."""
+        return tuple(t.to(self.device, non_blocking=True) for t in batch)
+
+    def sync(self) -> None:
+        synchronize(self.device)
+
+    def warm_up(self, batch, eval_batches) -> float:
+        """Compiled: one forward and backward (no update) and one evaluation batch, so that compiling happens
+        outside the clock; returns the seconds it took (0 when eager)."""
+        if not self.cfg.compile:
+            return 0.0
+        t0 = time.perf_counter()
+        inputs, targets = batch
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            self.loss(self.model(inputs), targets).backward()
+        self.opt.zero_grad(set_to_none=True)
+        self.evaluate(eval_batches[:1], local=True)
+        return time.perf_counter() - t0
 
     def synced(self, loss: torch.Tensor, dt: float) -> tuple[float, float]:
         """(loss, step seconds) averaged over the processes: the same numbers on every rank."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import gc
 import math
 import time
+import warnings
 from dataclasses import replace
 from typing import Any
 
@@ -28,7 +29,7 @@ from .optim import lr_factor
 from .runs import RunConfig
 from .step import Step
 from .summary import base_summary, speed_numbers
-from .timing import is_oom, kernels_that_ran, sdpa_context, synchronize, time_steps
+from .timing import is_oom, kernels_that_ran, sdpa_context, time_steps
 from .tokenizer import bits_per_byte
 
 # Seeds derived from a run's seed: its model is drawn from `seed` itself; its training batches from
@@ -80,7 +81,7 @@ def run(cfg: RunConfig, data: Batches | None = None, *, progress=None, ddp: bool
             with sdpa_context(cfg.sdpa_backend):
                 summary["sdpa_backend_seen"] = kernels_that_ran(lambda: step(inputs, targets), device)
         else:
-            result, ms = train(cfg, step, data, gen, device, curve, progress, checkpoints)
+            result, ms = train(cfg, step, data, gen, curve, progress, checkpoints)
             summary.update(speed_numbers(summary, ms, device))
             summary.update(result)
     except Exception as exc:  # every failure is a result row
@@ -95,25 +96,23 @@ def run(cfg: RunConfig, data: Batches | None = None, *, progress=None, ddp: bool
     return summary, curve
 
 
-def train(cfg: RunConfig, step: Step, data: Batches, gen: torch.Generator, device: torch.device,
-          curve: list[dict], progress=None, checkpoints: Checkpointing | None = None) -> tuple[dict[str, Any], list[float]]:
+def train(cfg: RunConfig, step, data: Batches, gen: torch.Generator, curve: list[dict], progress=None,
+          checkpoints: Checkpointing | None = None) -> tuple[dict[str, Any], list[float]]:
     """Train for cfg.budget_s seconds of training time (evaluation excluded) or cfg.max_steps, whichever
     comes first; with budget_s None, exactly cfg.max_steps steps, schedule and evaluations on steps.
-    With `checkpoints`, the loop saves its state at their interval and resumes from the run's checkpoint
-    if there is one (suite/checkpoint.py); `curve` then also holds the points recorded before.
+    `step`: suite.step.Step, or any step with its interface (suite/jax_step.py). With `checkpoints`, the
+    loop saves its state at their interval and resumes from the run's checkpoint if there is one
+    (suite/checkpoint.py); `curve` then also holds the points recorded before.
 
     Returns the summary fields and the step times (ms) after warm-up.
     """
-    eval_batches = data.evaluate()
+    eval_batches = [step.put(b) for b in data.evaluate()]
     spent = {"compile_s": 0.0, "eval_s": 0.0, "checkpoint_s": 0.0}  # wall seconds outside the training clock
-    t_compile = time.perf_counter()
-    if cfg.compile:  # compile outside the clock: one forward and backward, no update
-        inputs, targets = (t.to(device) for t in data.sample(torch.Generator().manual_seed(cfg.seed + COMPILE_BATCH_SEED_OFFSET)))
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=step.amp):
-            step.loss(step.model(inputs), targets).backward()
-        step.opt.zero_grad(set_to_none=True)
-        step.evaluate(eval_batches[:1], local=True)
-        spent["compile_s"] = time.perf_counter() - t_compile
+    first = data.sample(torch.Generator().manual_seed(cfg.seed + COMPILE_BATCH_SEED_OFFSET))
+    spent["compile_s"] = step.warm_up(step.put(first), eval_batches)  # compiling, outside the clock
+    if checkpoints is not None and not step.checkpointable:
+        warnings.warn(f"{cfg.label()}: this backend saves no checkpoints; the run cannot resume if stopped")
+        checkpoints = None
     budget = float("inf") if cfg.by_steps else cfg.budget_s
     out: dict[str, Any] = {"status": "ok"}
     ln_vocab = math.log(data.vocab_size)
@@ -146,8 +145,8 @@ def train(cfg: RunConfig, step: Step, data: Batches, gen: torch.Generator, devic
 
     shown = time.monotonic()
     while s.n < cfg.max_steps and s.train_time < budget:
-        inputs, targets = (t.to(device, non_blocking=True) for t in data.sample(gen))
-        synchronize(device)
+        inputs, targets = step.put(data.sample(gen))
+        step.sync()
         t0 = time.perf_counter()
         loss = step(inputs, targets, lr_factor(cfg, s.n, max(s.n / cfg.max_steps, s.train_time / budget)))
         loss_value = float(loss)  # synchronises

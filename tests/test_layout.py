@@ -18,6 +18,7 @@ LAYERS = [
     ("a run's checkpoints", {"checkpoint"}),
     ("the result row", {"summary"}),
     ("the training loop", {"train"}),
+    ("the JAX backend's run", {"jax_step"}),
     ("results on disk", {"store"}),
     ("sweeps", {"sweep"}),
     ("tables", {"analysis"}),

@@ -73,7 +73,7 @@ CHANGED = dict(model="flash", context=64, objective="mlm", seed=1, kind="speed",
                corpus="eltec", tokenizer="bpe", bpe_vocab=1024, budget_s=11.0, max_steps=7, lr=1e-3, warmup_steps=3,
                weight_decay=0.0, grad_clip=0.5, evals=2, eval_tokens=1024, vocab_size=512, warmup_timing_steps=1,
                timed_steps=2, device="cuda", precision="bf16", compile=True, attention_kernel="materialized",
-               sdpa_backend="math", overrides=(("chunk", 64),))
+               sdpa_backend="math", overrides=(("chunk", 64),), backend="jax")
 
 
 def test_run_id_is_a_content_hash():
@@ -96,6 +96,15 @@ def test_every_field_changes_the_run_id():
         assert other.run_id != base.run_id, f"changing {name} kept the run id"
         ids.add(other.run_id)
     assert len(ids) == len(CHANGED) + 1  # all different from each other too
+
+
+def test_fields_added_later_keep_earlier_run_ids():
+    # a run id recorded before the backend field existed (results/nvidia-h200/paper-figures, commit 855aff8)
+    cfg = RunConfig(model="flash", context=2048, kind="train", size="quality", tokens_per_step=65536, corpus="eltec",
+                    budget_s=None, max_steps=3000, lr=4e-3, warmup_steps=50, evals=30, eval_tokens=262144,
+                    device="cuda", precision="bf16", compile=True)
+    assert cfg.run_id == "ae2f969c9818f88b"
+    assert dataclasses.replace(cfg, backend="jax").variant == "flash+jax"
 
 
 def test_equal_configs_have_equal_run_ids():
