@@ -761,11 +761,77 @@ def platform_speedups(runs: pd.DataFrame, curves: pd.DataFrame, step_times: pd.D
     return _sort(out, ["platform", "objective", "context", "size", "variant"])
 
 
+# ------------------------------------------------------------------ backends and platforms side by side
+# How one step ran: the framework and its compilation (issue 13's hardware comparison).
+BACKEND_COLUMNS = ["platform", "size", "objective", "context", "model", "execution", "tokens_per_step", "step_ms",
+                   "tokens_per_s", "mfu", "compile_s", "peak_mem_gib", "n_runs", "software"]
+
+
+def execution_name(row: dict) -> str:
+    """'PyTorch eager', 'PyTorch compiled' (with its mode unless the default) or 'JAX jit'."""
+    backend = str(row.get("backend") or "pytorch")
+    mode = str(row.get("compile_mode") or "eager")
+    if backend == "jax":
+        return "JAX jit"
+    if mode in ("eager", "nan", "False"):
+        return "PyTorch eager"
+    return "PyTorch compiled" + ("" if mode in ("default", "True") else f" ({mode})")
+
+
+def backend_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Median step time, throughput, MFU, compile seconds and peak memory per (platform, size, objective,
+    context, model, execution, tokens per step) over the finished runs of each model with no option set
+    (not even a kernel: its default configuration; speed and training runs alike), with the software
+    versions they ran with."""
+    runs = prepare_runs(runs)
+    ok = runs[(runs["status"] == "ok") & _num(runs, "step_ms_median").gt(0)]
+    if ok.empty:
+        return pd.DataFrame(columns=BACKEND_COLUMNS)
+    raw = ok["model_options"] if "model_options" in ok.columns else pd.Series("", index=ok.index)
+    ok = ok[raw.map(lambda o: not o or not isinstance(o, str) or not json.loads(o or "{}"))]  # default options only
+    records = ok.to_dict("records")
+    ok = ok.assign(platform=[platform_name(r) for r in records], execution=[execution_name(r) for r in records],
+                   software=[" ".join(x for x in (f"torch {r.get('torch_version')}" if r.get("torch_version") else "",
+                                                  f"jax {r.get('jax_version')}" if r.get("backend") == "jax" else "")
+                                      if x) for r in records])
+    keys = ["platform", "size", "objective", "context", "model", "execution", "tokens_per_step"]
+    rows = []
+    for key, g in ok.groupby(keys, sort=True):
+        rows.append(dict(zip(keys, key)) | {
+            "step_ms": float(_num(g, "step_ms_median").median()), "tokens_per_s": float(_num(g, "tokens_per_s").median()),
+            "mfu": float(_num(g, "mfu").median()), "compile_s": float(_num(g, "compile_s").median()),
+            "peak_mem_gib": float(_num(g, "peak_mem_gib").max()), "n_runs": int(len(g)),
+            "software": ", ".join(sorted(set(g["software"]) - {""}))})
+    return _sort(pd.DataFrame(rows, columns=BACKEND_COLUMNS), ["platform", "size", "objective", "context", "model"])
+
+
+RANKING_COLUMNS = ["platform", "size", "objective", "context", "execution", "tokens_per_step", "model", "baseline",
+                   "step_ms", "baseline_step_ms", "step_time_ratio", "model_faster"]
+
+
+def ranking_table(backends: pd.DataFrame, model: str = "flash", baseline: str = "transformer_plus_plus") -> pd.DataFrame:
+    """Whether `model`'s step is faster than `baseline`'s on every platform and execution (same size,
+    objective, context and tokens per step): step_time_ratio = baseline's step time / the model's."""
+    if backends.empty:
+        return pd.DataFrame(columns=RANKING_COLUMNS)
+    keys = ["platform", "size", "objective", "context", "execution", "tokens_per_step"]
+    rows = []
+    for key, g in backends.groupby(keys, sort=True):
+        m, b = g[g["model"] == model], g[g["model"] == baseline]
+        if m.empty or b.empty:
+            continue
+        ms, bs = float(m["step_ms"].iloc[0]), float(b["step_ms"].iloc[0])
+        rows.append(dict(zip(keys, key)) | {"model": model, "baseline": baseline, "step_ms": ms,
+                                             "baseline_step_ms": bs, "step_time_ratio": bs / ms, "model_faster": bs > ms})
+    return pd.DataFrame(rows, columns=RANKING_COLUMNS)
+
+
 __all__ = ["BASELINES", "OBJECTIVE_LABELS", "SPEEDUP_COLUMNS",
            "SPEEDUP_SEED_COLUMNS", "LATENCY_COLUMNS", "QUALITY_COLUMNS", "model_label", "Variant", "Variants", "variants_of",
            "objective_label", "context_label", "prepare_runs", "train_runs",
            "resolve_variant", "time_to_quality", "steps_to_quality", "speedup_per_seed",
            "SPEED_ONLY_OPTIONS", "QUALITY_PER_STEP_COLUMNS", "STEP_TIME_COLUMNS", "PLATFORM_SPEEDUP_COLUMNS",
            "numerics_options", "quality_per_step", "platform_name", "platform_step_times", "platform_speedups",
+           "BACKEND_COLUMNS", "RANKING_COLUMNS", "execution_name", "backend_table", "ranking_table",
            "speedup_at_equal_quality", "speedup_table", "EQUAL_STEPS_COLUMNS", "bpb_at_step",
            "quality_at_equal_steps", "latency_table", "quality_table"]

@@ -2,6 +2,7 @@
 
     python -m suite.platforms results/nvidia-h200/paper-figures            # curves; step times from results/
     python -m suite.platforms CURVES --times results/ other/folder --out results/platforms
+    python -m suite.platforms                                               # the backends table alone
 
 Quality per step is measured once (the learning curves of CURVES, e.g. the paper-figures preset on an
 H200); the time of a step is measured per platform, by any run at the same model size, objective and
@@ -21,7 +22,14 @@ Writes under --out (default: results/platforms):
     figures/quality_vs_steps.{png,svg} held-out bits per byte vs training steps per context (any hardware)
     figures/quality_vs_cost.{png,svg}  the same vs training cost (steps x step time) per platform and
                                        context, the paper's quality-vs-cost figures
-    sources.md                         the folders read, and when
+    tables/backends.{csv,md}           every platform and execution (PyTorch eager, PyTorch compiled, JAX jit):
+                                       step time, tokens/s, MFU, compile seconds per model and context, and
+                                       whether FLASH's step is faster than Transformer++'s on each
+    figures/backends.{png,svg}         step time vs context per platform and size, a line per model and execution
+    sources.md                         the folders read
+
+TPU: the JAX backend has a TPU path (JAX_PLATFORMS=tpu, --device tpu is not a PyTorch device), untested here:
+the tables say "not measured" for it.
 """
 from __future__ import annotations
 
@@ -34,8 +42,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
-from .analysis import (context_label, objective_label, platform_speedups, platform_step_times, quality_per_step,
-                       variants_of)
+from .analysis import (backend_table, context_label, model_label, objective_label, platform_speedups,
+                       platform_step_times, quality_per_step, ranking_table, variants_of)
 from .figures import _RC, _context_axis, _legend, _model_handles, _new_figure, _save, _style
 from .report import _fmt, load_results, markdown_table
 from .store import write_if_changed
@@ -105,6 +113,81 @@ def speedup_markdown(tab: pd.DataFrame, times: pd.DataFrame) -> str:
 
 def _table_md(title: str, df: pd.DataFrame) -> str:
     return f"## {title}\n\n" + (markdown_table(df) if len(df) else "No rows.\n")
+
+
+EXECUTIONS = ("PyTorch eager", "PyTorch compiled", "JAX jit")
+TPU_NOTE = ("TPU: not measured. The JAX backend has a TPU path (`JAX_PLATFORMS=tpu`), untested here; its "
+            "peak FLOPs are in `suite/hardware.py`.")
+
+
+def _step_cell(ms: float, mfu: float, compile_s: float) -> str:
+    """'123 (41%, compile 12 s)': the step time, and what else is known of it."""
+    extra = ([f"{_fmt(100 * mfu, 2)}%"] if np.isfinite(mfu) else []) + \
+        ([f"compile {_fmt(compile_s, 2)} s"] if np.isfinite(compile_s) else [])
+    return _fmt(ms) + (f" ({', '.join(extra)})" if extra else "")
+
+
+def backends_markdown(tab: pd.DataFrame, ranks: pd.DataFrame) -> str:
+    """Per platform and size: step time (ms) per model and execution x context, with MFU and compile seconds;
+    then FLASH's step against Transformer++'s per execution x context."""
+    out = ["## Step time per platform and execution", "Median ms per training step (MFU; compile seconds where "
+           "recorded) for each model at its default options. " + TPU_NOTE + "\n"]
+    if tab.empty:
+        return "\n".join(out + ["No step times.\n"])
+    for (platform, size, obj, tps), g in tab.groupby(["platform", "size", "objective", "tokens_per_step"], sort=False):
+        cell = g.assign(label=[f"{model_label(m)}, {e}" for m, e in zip(g["model"], g["execution"])],
+                        cell=[_step_cell(ms, mfu, c) for ms, mfu, c in zip(g["step_ms"], g["mfu"], g["compile_s"])])
+        piv = cell.pivot_table(index="label", columns="context", values="cell", aggfunc="first", sort=False)
+        piv.columns = [context_label(c) for c in piv.columns]
+        out.append(f"### {platform}, size {size}, {objective_label(obj)}, {int(tps):,} tokens per step\n")
+        out.append(markdown_table(piv.rename_axis("model, execution"), index=True))
+        r = ranks[(ranks["platform"] == platform) & (ranks["size"] == size) & (ranks["objective"] == obj)
+                  & (ranks["tokens_per_step"] == tps)]
+        if len(r):
+            rp = r.assign(cell=[f"{_fmt(x)}x" + (" FLASH faster" if f else "") for x, f in
+                                zip(r["step_time_ratio"], r["model_faster"])])
+            rp = rp.pivot_table(index="execution", columns="context", values="cell", aggfunc="first", sort=False)
+            rp.columns = [context_label(c) for c in rp.columns]
+            out.append("Transformer++'s step time / FLASH's:\n")
+            out.append(markdown_table(rp, index=True))
+    return "\n".join(out)
+
+
+def plot_backends(tab: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """Step time vs context, one panel per (platform, size, objective, tokens per step); a line per model
+    (its colour) and execution (its line style)."""
+    if tab.empty:
+        return []
+    import matplotlib
+    panels = list(tab.groupby(["platform", "size", "objective", "tokens_per_step"], sort=False).groups)
+    styles = dict(zip(EXECUTIONS, ("-", "--", ":")))
+    V = variants_of(tab.assign(variant=tab["model"]))
+    with matplotlib.rc_context(_RC):
+        ncols = min(3, len(panels))
+        nrows = -(-len(panels) // ncols)
+        fig = _new_figure(nrows, ncols)
+        axes = fig.subplots(nrows, ncols, squeeze=False)
+        for ax, key in zip(axes.flat, panels):
+            g = tab.set_index(["platform", "size", "objective", "tokens_per_step"]).loc[key].reset_index()
+            for (m, e), line in g.groupby(["model", "execution"], sort=False):
+                line = line.sort_values("context")
+                ax.plot(line["context"], line["step_ms"], lw=1.5, ms=4,
+                        **{**_style(V[m], True), "ls": styles.get(e, "-.")})
+            ax.set_yscale("log")
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}"))
+            ax.yaxis.set_minor_formatter(FuncFormatter(lambda y, _: f"{y:g}"))
+            _context_axis(ax, g["context"])
+            ax.set_title(f"{key[0]}, {key[1]}, {objective_label(key[2])}, {int(key[3]):,} tok", fontsize=8)
+            ax.set_xlabel("context length")
+            ax.set_ylabel("ms per step")
+        for ax in list(axes.flat)[len(panels):]:
+            ax.set_visible(False)
+        from matplotlib.lines import Line2D
+        handles = _model_handles(list(dict.fromkeys(tab["model"])), V, solid=True)
+        handles += [Line2D([], [], color="0.3", ls=styles[e], label=e) for e in EXECUTIONS if e in set(tab["execution"])]
+        _legend(fig, handles)
+        fig.suptitle("Training step time per platform and execution")
+        return _save(fig, out_dir, "backends")
 
 
 def plot_platform_speedup(tab: pd.DataFrame, out_dir: Path) -> list[Path]:
@@ -191,49 +274,59 @@ def plot_quality_curves(runs: pd.DataFrame, curves: pd.DataFrame, times: pd.Data
         return _save(fig, out_dir, "quality_vs_cost")
 
 
-def write_platform_report(curves_folder: Path, time_roots: list[Path], out: Path,
+def write_platform_report(curves_folder: Path | None, time_roots: list[Path], out: Path,
                           baseline: str = "transformer_plus_plus") -> dict[str, list[Path]]:
-    runs, curves = load_results(curves_folder)
-    folders = find_folders(time_roots + [curves_folder])
-    times = platform_step_times(collect_runs(folders))
-    tab = platform_speedups(runs, curves, times, baseline)
-    q = quality_per_step(runs, curves, baseline)
+    """The platform tables and figures (the module docstring's list); without `curves_folder`, the step-time
+    and backends tables alone."""
+    folders = find_folders(time_roots + ([curves_folder] if curves_folder else []))
+    every = collect_runs(folders)
+    times = platform_step_times(every)
+    backends = backend_table(every)
+    ranks = ranking_table(backends)
+    docs = [("step_times", times, _table_md("Step times per platform (the fastest configuration)", times)),
+            ("backends", backends, backends_markdown(backends, ranks))]
+    figures = plot_backends(backends, out / "figures")
+    if curves_folder is not None:
+        runs, curves = load_results(curves_folder)
+        tab = platform_speedups(runs, curves, times, baseline)
+        q = quality_per_step(runs, curves, baseline)
+        docs += [("platform_speedup", tab, speedup_markdown(tab, times)),
+                 ("quality_per_step", q, _table_md("Steps to the baseline's final quality, per seed pair", q))]
+        figures += plot_platform_speedup(tab, out / "figures")
+        figures += plot_quality_curves(runs, curves, None, out / "figures")
+        figures += plot_quality_curves(runs, curves, times, out / "figures")
+    written: dict[str, list[Path]] = {"tables": [], "figures": figures}
     tables = out / "tables"
-    written: dict[str, list[Path]] = {"tables": [], "figures": []}
-    for name, df, md in (("platform_speedup", tab, speedup_markdown(tab, times)),
-                         ("step_times", times, _table_md("Step times per platform (the fastest configuration)", times)),
-                         ("quality_per_step", q, _table_md("Steps to the baseline's final quality, per seed pair", q))):
+    for name, df, md in docs:
         for path, data in ((tables / f"{name}.csv", df.to_csv(index=False)), (tables / f"{name}.md", md)):
             path.parent.mkdir(parents=True, exist_ok=True)
             write_if_changed(path, data)
             written["tables"].append(path)
-    written["figures"] += plot_platform_speedup(tab, out / "figures")
-    written["figures"] += plot_quality_curves(runs, curves, None, out / "figures")
-    written["figures"] += plot_quality_curves(runs, curves, times, out / "figures")
-    write_if_changed(out / "sources.md", "# Sources\n\nLearning curves: `{}`\n\nStep times from:\n\n{}\n".format(
-        curves_folder, "\n".join(f"- `{f}`" for f in folders)))
+    write_if_changed(out / "sources.md", "# Sources\n\nLearning curves: {}\n\nStep times from:\n\n{}\n".format(
+        f"`{curves_folder}`" if curves_folder else "none", "\n".join(f"- `{f}`" for f in folders)))
     return written
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m suite.platforms", description=__doc__.splitlines()[0])
-    p.add_argument("curves", type=Path, help="results folder with the learning curves (e.g. the paper-figures preset)")
+    p.add_argument("curves", type=Path, nargs="?", help="results folder with the learning curves (e.g. the "
+                   "paper-figures preset); without it, the step-time and backends tables alone")
     p.add_argument("--times", type=Path, nargs="+", default=[Path("results")],
                    help="folders searched (recursively) for runs whose step times count (default: results/)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"where to write (default {DEFAULT_OUT})")
     p.add_argument("--baseline", default="transformer_plus_plus")
     args = p.parse_args(argv)
-    for folder in [args.curves] + args.times:
+    for folder in ([args.curves] if args.curves else []) + args.times:
         if not folder.is_dir():
             print(f"python -m suite.platforms: no such folder: {folder}", file=sys.stderr)
             return 2
-    if not (args.curves / "runs.csv").is_file():
+    if args.curves and not (args.curves / "runs.csv").is_file():
         print(f"python -m suite.platforms: {args.curves} has no runs.csv (run python -m suite.report on it first)",
               file=sys.stderr)
         return 2
     t0 = time.time()
     written = write_platform_report(args.curves, args.times, args.out, args.baseline)
-    print((args.out / "tables" / "platform_speedup.md").read_text())
+    print((args.out / "tables" / ("platform_speedup.md" if args.curves else "backends.md")).read_text())
     for kind, paths in written.items():
         for path in paths:
             print(f"{kind}: {path}")

@@ -73,8 +73,13 @@ def run(cfg: RunConfig, data: Batches | None = None, *, progress=None, ddp: bool
         step = Step(model, cfg, device, ddp=ddp)
         gen = torch.Generator().manual_seed(cfg.seed + BATCH_SEED_OFFSET + RANK_SEED_STRIDE * (D.rank() if world > 1 else 0))
         if cfg.kind == "speed":
-            inputs, targets = (t.to(device) for t in data.sample(gen))
-            ms = time_steps(lambda: step(inputs, targets), device, warmup=cfg.warmup_timing_steps,
+            inputs, targets = step.put(data.sample(gen))
+            if cfg.compile:  # the first call compiles: its time, apart (one of the warm-up steps)
+                t0 = time.perf_counter()
+                step(inputs, targets)
+                step.sync()
+                summary["compile_s"] = time.perf_counter() - t0
+            ms = time_steps(lambda: step(inputs, targets), device, warmup=max(0, cfg.warmup_timing_steps - bool(cfg.compile)),
                             steps=cfg.timed_steps)
             summary.update(speed_numbers(summary, ms, device))
             summary["steps"] = cfg.warmup_timing_steps + cfg.timed_steps

@@ -110,9 +110,24 @@ def test_platforms_command_writes_tables_and_figures(tmp_path, curves_and_runs):
     assert platforms.main([str(folder), "--times", str(tmp_path / "results"), "--out", str(out)]) == 0
     md = (out / "tables" / "platform_speedup.md").read_text()
     assert "### GPU-A" in md and "### CPU-B" in md and "(includes 1)" in md
-    for stem in ("platform_speedup", "quality_vs_cost", "quality_vs_steps"):
+    backends = (out / "tables" / "backends.md").read_text()
+    assert "TPU: not measured" in backends and "FLASH, PyTorch eager" in backends and "1.50x FLASH faster" in backends
+    for stem in ("platform_speedup", "quality_vs_cost", "quality_vs_steps", "backends"):
         assert (out / "figures" / f"{stem}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert str(cpu) in (out / "sources.md").read_text()
+
+
+def test_backend_table_and_ranking_per_execution():
+    from suite.analysis import backend_table, ranking_table
+    rows = [speed_row("CPU-B", "transformer_plus_plus", 300.0), speed_row("CPU-B", "flash", 200.0),
+            {**speed_row("CPU-B", "flash", 400.0), "backend": "jax", "compile_mode": "jit", "compile_s": 3.0},
+            {**speed_row("CPU-B", "transformer_plus_plus", 200.0), "backend": "jax", "compile_mode": "jit"},
+            speed_row("CPU-B", "flash", 100.0, options='{"kernel": "triton"}')]  # not the default: left out
+    b = backend_table(pd.DataFrame(rows))
+    assert sorted(set(b["execution"])) == ["JAX jit", "PyTorch eager"]
+    r = ranking_table(b).set_index("execution")
+    assert r.loc["PyTorch eager", "step_time_ratio"] == pytest.approx(1.5) and r.loc["PyTorch eager", "model_faster"]
+    assert r.loc["JAX jit", "step_time_ratio"] == pytest.approx(0.5) and not r.loc["JAX jit", "model_faster"]
 
 
 def test_platforms_command_refuses_a_missing_folder(tmp_path, capsys):
