@@ -111,6 +111,24 @@ def test_kernels_equal_dense_reference_and_torch_op(T, C, causal):
     check_against_references(T, C, causal)
 
 
+def test_chunks_up_to_the_limit_take_version_2_longer_ones_version_1():
+    """Version 2 (the whole chunk in one tile) below INTERPRETER_V2_MAX_OPERAND, version 1 above it or when
+    KERNEL_VERSION says so; on a GPU, 16-bit dtypes only (fp32 would not fit its shared memory)."""
+    q, v = torch.zeros(1, 40, S), torch.zeros(1, 40, E)
+    assert tc._launch(q, v, 32).version == "v2" and tc._launch(q, v, 32).block_c == 32
+    assert tc._launch(q, v, 37).version == "v1"  # C 37: BLOCK_C 64, over the interpreter's limit at s 16
+    assert tc.GPU_TILES_V2.keys() == {torch.bfloat16, torch.float16}
+
+
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("T,C", [(64, 32), (45, 16)])
+def test_version_1_still_equals_dense_reference(T, C, causal, monkeypatch):
+    """KERNEL_VERSION "v1" (selectable, and the fallback of long chunks) on chunks version 2 would take."""
+    monkeypatch.setattr(tc, "KERNEL_VERSION", "v1")
+    assert tc._launch(torch.zeros(1, T, S), torch.zeros(1, T, E), C).version == "v1"
+    check_against_references(T, C, causal)
+
+
 @pytest.mark.parametrize("parts,global_norm,chunk_prefix,causal", [
     ("local", "tokens", "auto", True), ("local", "tokens", "auto", False),
     ("global", "tokens", "auto", True), ("global", "tokens", "auto", False),
@@ -286,20 +304,27 @@ from triton.compiler import ASTSource
 from implementations.attention.gau import triton_chunk as tc
 
 FP32_POINTERS = {"STATE", "INV_N", "BIAS", "DSUF", "DK32", "DBIAS"}
-POINTERS = FP32_POINTERS | {"QQ", "KQ", "QL", "KL", "V", "OUT", "DO", "DV", "DQQ", "DQL"}
-tiles = tc.GPU_TILES[torch.bfloat16]
+POINTERS = FP32_POINTERS | {"QQ", "KQ", "QL", "KL", "V", "OUT", "DO", "DV", "DQQ", "DQL", "DKQ", "DKL", "DS"}
+tiles, v2 = tc.GPU_TILES[torch.bfloat16], tc.GPU_TILES_V2[torch.bfloat16]
 shared = {}
 for causal in (True, False):
-    for fn, block_e in ((tc._forward, tiles.e), (tc._backward_dv, tiles.e), (tc._backward_dqk, tiles.e_dqk)):
-        constexprs = dict(CAUSAL=causal, HAS_LOCAL=True, HAS_GLOBAL=True, HAS_BIAS=True, BLOCK_T=tiles.t,
+    for fn, block_t, block_e, warps, stages in (
+            (tc._forward, tiles.t, tiles.e, tiles.warps, tiles.stages),
+            (tc._backward_dv, tiles.t, tiles.e, tiles.warps, tiles.stages),
+            (tc._backward_dqk, tiles.t, tiles.e_dqk, tiles.warps, tiles.stages),
+            (tc._forward_v2, *v2.fwd), (tc._backward_v2, *v2.bwd)):
+        constexprs = dict(CAUSAL=causal, HAS_LOCAL=True, HAS_GLOBAL=True, HAS_BIAS=True, BLOCK_T=block_t,
                           BLOCK_S=128, BLOCK_E=block_e, PRECISION="tf32")
-        signature = {a: "constexpr" if a in constexprs else ("*fp32" if a in FP32_POINTERS else "*bf16")
+        if "BLOCK_C" in fn.arg_names:  # version 2: the quality size's chunk, 256, as one tile
+            constexprs["BLOCK_C"] = 256
+        fp32 = FP32_POINTERS - {"STATE", "DSUF"} if "BLOCK_C" in constexprs else FP32_POINTERS  # v2: cast first
+        signature = {a: "constexpr" if a in constexprs else ("*fp32" if a in fp32 else "*bf16")
                      if a in POINTERS else "fp32" if a == "scale" else "i32" for a in fn.arg_names}
         # as the JIT specialises them at the quality size: pointers and sizes divisible by 16
         attrs = {(i,): [["tt.divisibility", 16]] for i, a in enumerate(fn.arg_names)
                  if signature[a] != "constexpr" and a not in ("scale", "slots")}
         kernel = triton.compile(ASTSource(fn, signature, constexprs, attrs), target=GPUTarget("cuda", 90, 32),
-                                options={"num_warps": tiles.warps, "num_stages": tiles.stages})
+                                options={"num_warps": warps, "num_stages": stages})
         shared[f"{fn.__name__} causal={causal}"] = kernel.metadata.shared
 print(json.dumps(shared))
 """
@@ -317,6 +342,6 @@ def test_kernels_compile_for_an_h200_within_its_shared_memory():
                           text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     shared = json.loads(done.stdout.strip().splitlines()[-1])
-    assert len(shared) == 6
+    assert len(shared) == 10
     for name, size in shared.items():
         assert 0 < size <= H200_SHARED_BYTES, f"{name}: {size} bytes of shared memory"

@@ -1,17 +1,21 @@
 """Issue 12, part 1: the fused Triton kernels of FLASH's mixed chunk attention (GAU option kernel="triton",
-implementations/attention/gau/triton_chunk.py) against the torch op (chunk.py) on one GPU.
+implementations/attention/gau/triton_chunk.py) against the torch op (chunk.py) on one GPU. Kernel names:
+"torch" (chunk.py), "triton" (triton_chunk's default, version 2, whose fallback for fp32 on a GPU is
+version 1), "triton-v1" (triton_chunk.KERNEL_VERSION = "v1": the first version, for comparison).
 
 1. correctness: outputs and every gradient (q_quad, k_quad, q_lin, k_lin, v, bias) of both ops in fp32 and
    bf16 against the torch op in float64, causal and bidirectional, at the quality size of the op (s 128,
    e 1024, C 256) and T 512 / 2048 / 8192 with B T = 65,536; each error is max|x - ref| / max|ref|. Also
    FLASH-Quad's op (one chunk of 2048 tokens, a [T, T] bias) through the same kernels, causal.
-2. the op alone, forward + backward, bf16: torch vs triton, eager and under torch.compile (a wrapper
-   around the op, dynamic=False as suite/model.py compiles); median of TIMED calls after WARMUP.
+2. the op alone, forward + backward, bf16: torch vs triton vs triton-v1, eager and under torch.compile (a
+   wrapper around the op, dynamic=False as suite/model.py compiles); median of TIMED calls after WARMUP;
+   and at 2K causal the forward alone (mode "eager fwd").
 3. one FLASH training step at the quality size (d 512, 8 blocks = 16 GAU layers, vocabulary 256, 65,536
    tokens, bf16 autocast, AdamW, compiled layer by layer with suite.model.compile_model), kernel torch vs
-   triton at 512 / 2K / 8K causal and 2K bidirectional; median of TIMED steps after warm-up.
-4. (last, budget allowing) the triton op in bf16 at 2K causal with other tile sizes (triton_chunk.Tiles):
-   TILES, the first being triton_chunk's defaults.
+   triton at 512 / 2K / 8K causal and 2K bidirectional (triton-v1 at 2K causal only); median of TIMED
+   steps after warm-up.
+4. (last, budget allowing) the triton op (version 2) in bf16 at 2K causal with other tile sizes
+   (triton_chunk.ChunkTiles): TILES, the first being triton_chunk's defaults.
 5. writes gpu_check.md (tables) and gpu_check.json (every number and every error message) to $OUT
    (default ./out).
 
@@ -54,11 +58,12 @@ CPU = dict(s=16, e=32, chunk=16, lengths=(32, 64), tokens=128, d=16, blocks=1, v
 WARMUP, TIMED = 5, 20
 STEP_WARMUP, STEP_TIMED = 3, 10
 BIAS_STD = 0.1  # the relative bias; q, k, v are N(0, 1)
-# bf16 tiles (BLOCK_T, BLOCK_E, e-step of the dq/dk kernel, warps, pipeline stages): triton_chunk.GPU_TILES's
-# first, then others that compile for sm_90 within its shared memory (2 stages: half the shared memory, so
-# maybe two blocks per SM)
-TILES = ((64, 128, 64, 8, 3), (64, 128, 64, 8, 2), (64, 256, 64, 8, 2), (64, 64, 64, 8, 3), (64, 128, 64, 4, 3),
-         (32, 128, 64, 4, 3))
+# version 2's bf16 tiles, (forward, backward), each (BLOCK_T, BLOCK_E, warps, pipeline stages):
+# triton_chunk.GPU_TILES_V2's first, then others that compile for sm_90 within its shared memory (compiled
+# without a GPU: none spills but the last, whose backward spills 24 bytes)
+TILES = (((64, 64, 8, 2), (64, 32, 8, 3)), ((64, 64, 8, 2), (32, 32, 8, 3)), ((64, 64, 8, 2), (64, 32, 8, 2)),
+         ((32, 64, 8, 2), (64, 32, 8, 3)), ((64, 32, 8, 3), (64, 32, 8, 3)), ((64, 64, 8, 2), (32, 64, 8, 2)))
+KERNELS = ("torch", "triton", "triton-v1")
 TILE_T = 2048
 GRAD_NAMES = ("q_quad", "k_quad", "q_lin", "k_lin", "v", "bias")
 
@@ -101,14 +106,38 @@ def op_inputs(B, T, cfg, device, seed=0):
 
 
 def op_fn(kernel: str):
-    return triton_chunk.fused_mixed_chunk_attention if kernel == "triton" else chunk_ops.mixed_chunk_attention
+    if kernel == "torch":
+        return chunk_ops.mixed_chunk_attention
+    version = "v1" if kernel == "triton-v1" else "v2"
+
+    def fused(*args, **kwargs):  # the version is read when the op runs, so this holds compiled too
+        saved, triton_chunk.KERNEL_VERSION = triton_chunk.KERNEL_VERSION, version
+        try:
+            return triton_chunk.fused_mixed_chunk_attention(*args, **kwargs)
+        finally:
+            triton_chunk.KERNEL_VERSION = saved
+    return fused
+
+
+class KernelVersion:
+    """triton_chunk.KERNEL_VERSION set for a block (a whole training step: forward and backward)."""
+
+    def __init__(self, kernel: str):
+        self.version = "v1" if kernel == "triton-v1" else "v2"
+
+    def __enter__(self):
+        self.saved, triton_chunk.KERNEL_VERSION = triton_chunk.KERNEL_VERSION, self.version
+
+    def __exit__(self, *exc):
+        triton_chunk.KERNEL_VERSION = self.saved
 
 
 def forward_backward(kernel, leaves, grad, dtype, C, causal):
     bias_dtype = torch.float64 if dtype == torch.float64 else torch.float32  # the model's bias is an fp32 parameter
     xs = [t.detach().to(dtype if i < 5 else bias_dtype).requires_grad_() for i, t in enumerate(leaves)]
-    out = op_fn(kernel)(*xs[:5], xs[5], C, causal)
-    grads = torch.autograd.grad(out, xs, grad.to(out.dtype))
+    with KernelVersion(kernel):  # the backward reads the version too
+        out = op_fn(kernel)(*xs[:5], xs[5], C, causal)
+        grads = torch.autograd.grad(out, xs, grad.to(out.dtype))
     return [out.detach(), *grads]
 
 
@@ -178,7 +207,7 @@ class Timer:
         return statistics.median(times)
 
 
-def op_time_case(T, causal, kernel, compiled, cfg, device) -> dict:
+def op_time_case(T, causal, kernel, compiled, cfg, device, forward_only=False) -> dict:
     B = cfg["tokens"] // T
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     leaves, grad = op_inputs(B, T, cfg, device)
@@ -194,8 +223,13 @@ def op_time_case(T, causal, kernel, compiled, cfg, device) -> dict:
         attention = torch.compile(attention, dynamic=False)
 
     def call():
-        out = attention(*xs)
-        out.backward(grad)
+        with KernelVersion(kernel):
+            if forward_only:
+                with torch.no_grad():
+                    attention(*xs)
+                return
+            out = attention(*xs)
+            out.backward(grad)
         for x in xs:
             x.grad = None
 
@@ -204,10 +238,13 @@ def op_time_case(T, causal, kernel, compiled, cfg, device) -> dict:
 
 def tile_case(tiles, cfg, device) -> dict:
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    table = triton_chunk.GPU_TILES if device.type == "cuda" else triton_chunk.__dict__
-    key = dtype if device.type == "cuda" else "INTERPRETER_TILES"
+    table = triton_chunk.GPU_TILES_V2 if device.type == "cuda" else triton_chunk.__dict__
+    key = dtype if device.type == "cuda" else "INTERPRETER_TILES_V2"
     saved = table[key]
-    table[key] = triton_chunk.Tiles(*tiles)
+    kernels = [triton_chunk.KernelTiles(*k) for k in tiles]
+    if device.type != "cuda":  # the interpreter: the tests' tiles, the stages as asked
+        kernels = [k._replace(t=16, e=16, warps=1) for k in kernels]
+    table[key] = triton_chunk.ChunkTiles(*kernels)
     try:
         T = TILE_T if device.type == "cuda" else cfg["lengths"][-1]
         return op_time_case(T, True, "triton", False, cfg, device)
@@ -231,7 +268,7 @@ def compile_layers(model):
 def step_case(T, causal, kernel, cfg, device) -> dict:
     torch.manual_seed(0)
     model = impl.build_model("flash", vocab_size=cfg["vocab"], d_model=cfg["d"], n_layers=cfg["blocks"], max_len=T,
-                             causal=causal, kernel=kernel).to(device)
+                             causal=causal, kernel="torch" if kernel == "torch" else "triton").to(device)
     cuda = device.type == "cuda"
     if cuda:
         model = compile_layers(model)
@@ -241,10 +278,11 @@ def step_case(T, causal, kernel, cfg, device) -> dict:
     x, y = tokens[:, :-1], tokens[:, 1:]  # bidirectional: the same shapes as a masked LM's step
 
     def step():
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
-            logits = model(x)
-        loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1))
-        loss.backward()
+        with KernelVersion(kernel):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+                logits = model(x)
+            loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1))
+            loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
         return loss.detach()
@@ -260,7 +298,8 @@ def step_case(T, causal, kernel, cfg, device) -> dict:
 def check_table(checks: list, title: str) -> list[str]:
     if not checks:
         return []
-    lines = [f"## {title}", "", "| T | causal | dtype | tensor | torch | triton |", "|---|---|---|---|---|---|"]
+    lines = [f"## {title}", "", "bf16 \"triton\" is version 2; fp32 on a GPU takes version 1 (version 2 is for "
+             "16-bit dtypes).", "", "| T | causal | dtype | tensor | torch | triton |", "|---|---|---|---|---|---|"]
     for r in checks:
         if r["status"] != "ok":
             lines.append(f"| {r['T']} | {r['causal']} | | | {r['status']} | |")
@@ -286,8 +325,9 @@ def markdown(results: list, cfg: dict) -> str:
         rows = [r for r in results if r["section"] == section]
         if not rows:
             continue
-        lines += [f"## {title}", "", "| T | causal | mode | torch | triton | torch / triton |",
-                  "|---|---|---|---|---|---|"]
+        lines += [f"## {title}", "",
+                  "| T | causal | mode | torch | triton (v2) | triton-v1 | torch / v2 | torch / v1 |",
+                  "|---|---|---|---|---|---|---|---|"]
         groups = {}
         for r in rows:
             groups.setdefault((r["T"], r["causal"], r.get("mode", "compiled")), {})[r["kernel"]] = r
@@ -295,18 +335,19 @@ def markdown(results: list, cfg: dict) -> str:
             def cell(k):
                 r = by.get(k)
                 return f"{r['ms']:.3f}" if r and r["status"] == "ok" else (r["status"] if r else "")
-            ok = all(by.get(k, {}).get("status") == "ok" for k in ("torch", "triton"))
-            ratio = f"{by['torch']['ms'] / by['triton']['ms']:.2f}x" if ok else ""
-            lines.append(f"| {T} | {causal} | {mode} | {cell('torch')} | {cell('triton')} | {ratio} |")
+            def ratio(k):
+                ok = all(by.get(x, {}).get("status") == "ok" for x in ("torch", k))
+                return f"{by['torch']['ms'] / by[k]['ms']:.2f}x" if ok else ""
+            lines.append(f"| {T} | {causal} | {mode} | {cell('torch')} | {cell('triton')} | {cell('triton-v1')} | "
+                         f"{ratio('triton')} | {ratio('triton-v1')} |")
         lines.append("")
     tiles = [r for r in results if r["section"] == "tiles"]
     if tiles:
-        lines += [f"## 4. the triton op, {tiles[0]['T']} causal, eager, by tile sizes (ms, median)", "",
-                  "| BLOCK_T | BLOCK_E | e-step of dq/dk | warps | stages | ms |",
-                  "|---|---|---|---|---|---|"]
+        lines += [f"## 4. the triton op (version 2), {tiles[0]['T']} causal, eager, by tile sizes (ms, median)", "",
+                  "| forward (BLOCK_T, BLOCK_E, warps, stages) | backward (the same) | ms |", "|---|---|---|"]
         for r in tiles:
-            lines.append(f"| {' | '.join(map(str, r['tiles']))} | "
-                         f"{format(r['ms'], '.3f') if r['status'] == 'ok' else r['status']} |")
+            fwd, bwd = (", ".join(map(str, k)) for k in r["tiles"])
+            lines.append(f"| {fwd} | {bwd} | {format(r['ms'], '.3f') if r['status'] == 'ok' else r['status']} |")
         lines.append("")
     return "\n".join(lines)
 
@@ -337,15 +378,19 @@ def main() -> int:
                  lambda: check_quad_case(T, True, cfg, device))
     if "op" not in args.skip:
         for T in cfg["lengths"]:
-            for causal, mode in ((True, "eager"), (False, "eager"), (True, "compiled")):
+            modes = ((True, "eager"), (False, "eager"), (True, "compiled"))
+            if T == cfg["lengths"][1]:
+                modes += ((True, "eager fwd"),)
+            for causal, mode in modes:
                 if mode == "compiled" and device.type == "cpu":
                     continue  # Inductor on the CPU would time the C++ compiler, not the kernels
-                for kernel in ("torch", "triton"):
+                for kernel in KERNELS:
                     run_case(results, budget, "op", {"T": T, "causal": causal, "mode": mode, "kernel": kernel},
-                             lambda: op_time_case(T, causal, kernel, mode == "compiled", cfg, device))
+                             lambda: op_time_case(T, causal, kernel, mode == "compiled", cfg, device,
+                                                  forward_only=mode == "eager fwd"))
     if "step" not in args.skip:
-        for T, causal in cfg["step_cases"]:
-            for kernel in ("torch", "triton"):
+        for i, (T, causal) in enumerate(cfg["step_cases"]):
+            for kernel in KERNELS if i == 0 else KERNELS[:2]:  # version 1 at the first (most telling) case only
                 run_case(results, budget, "step", {"T": T, "causal": causal, "kernel": kernel,
                                                    "mode": "compiled" if device.type == "cuda" else "eager"},
                          lambda: step_case(T, causal, kernel, cfg, device))
