@@ -44,7 +44,7 @@ from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from .analysis import (backend_table, context_label, model_label, objective_label, platform_speedups,
                        platform_step_times, quality_per_step, ranking_table, variants_of)
-from .figures import _RC, _context_axis, _legend, _model_handles, _new_figure, _save, _style
+from .figures import _RC, _context_axis, _legend, _model_handles, _new_figure, _one_line_style, _save, _style
 from .report import _fmt, load_results, markdown_table
 from .store import write_if_changed
 
@@ -241,6 +241,7 @@ def plot_quality_curves(runs: pd.DataFrame, curves: pd.DataFrame, times: pd.Data
     index = ({(r["platform"], r["objective"], r["context"], r["size"], r["model"], r["options"]): r["ms_per_token"]
               for r in times.to_dict("records")} if times is not None else {})
     by_run = {rid: g.sort_values("step") for rid, g in curves.groupby("run_id")}
+    solid = _one_line_style(list(dict.fromkeys(tr["variant"])), V)  # variants of one model told apart by style
     with matplotlib.rc_context(_RC):
         fig = _new_figure(len(platforms), len(panels), panel_w=3.4, panel_h=2.8)
         axes = fig.subplots(len(platforms), len(panels), squeeze=False, sharey="col")
@@ -257,7 +258,7 @@ def plot_quality_curves(runs: pd.DataFrame, curves: pd.DataFrame, times: pd.Data
                     x = c["step"].to_numpy(float)
                     if platform is not None:  # hours of training on that platform
                         x = x * mpt * float(r["tokens_per_step"]) / 3.6e6
-                    ax.plot(x, c["eval_bpb"].to_numpy(float), lw=1.2, **{**_style(V[r["variant"]], True), "marker": None})
+                    ax.plot(x, c["eval_bpb"].to_numpy(float), lw=1.2, **{**_style(V[r["variant"]], solid), "marker": None})
                     drawn.append(r["variant"])
                 ax.set_xscale("log")
                 ax.xaxis.set_minor_formatter(NullFormatter())
@@ -266,7 +267,7 @@ def plot_quality_curves(runs: pd.DataFrame, curves: pd.DataFrame, times: pd.Data
                 ax.set_xlabel("training steps" if platform is None else "training cost (hours)")
                 if j == 0:
                     ax.set_ylabel("held-out bits per byte")
-        _legend(fig, _model_handles(list(dict.fromkeys(drawn)), V, solid=True))
+        _legend(fig, _model_handles(list(dict.fromkeys(drawn)), V, solid=solid))
         if platform is None:
             fig.suptitle("Quality vs training steps (every seed; the same on any hardware)")
             return _save(fig, out_dir, "quality_vs_steps")
