@@ -826,6 +826,54 @@ def ranking_table(backends: pd.DataFrame, model: str = "flash", baseline: str = 
     return pd.DataFrame(rows, columns=RANKING_COLUMNS)
 
 
+# ---------------------------------------------------------------- the per-step gap along training
+GAP_COLUMNS = ["objective", "context", "size", "variant", "model", "baseline", "step", "n_pairs", "gap_mean",
+               "gap_min", "gap_max"]
+
+
+def gap_along_training(runs: pd.DataFrame, curves: pd.DataFrame,
+                       baseline: str = "transformer_plus_plus") -> pd.DataFrame:
+    """Each variant's held-out bits per byte minus the baseline's at every evaluation step of the variant's
+    runs (the baseline read off its curve there, `bpb_at_step`), over every pair of seeds: mean, min and
+    max per step. Where the gap changes sign is where the two cross (`last_crossing`)."""
+    tr = train_runs(runs)
+    base_variant = resolve_variant(tr, baseline) if len(tr) else None
+    if base_variant is None or curves is None or curves.empty:
+        return pd.DataFrame(columns=GAP_COLUMNS)
+    by_run = {rid: g for rid, g in curves.groupby("run_id", sort=False)}
+    rows = []
+    for key, group in tr.groupby(_GROUP, sort=True, dropna=False):
+        bases = [by_run[r] for r in group.loc[group["variant"] == base_variant, "run_id"] if r in by_run]
+        if not bases:
+            continue
+        for variant, runs_v in group[group["variant"] != base_variant].groupby("variant", sort=False):
+            gaps: dict[float, list[float]] = {}
+            for rid in runs_v["run_id"]:
+                c = by_run.get(rid)
+                if c is None:
+                    continue
+                for st, bpb in zip(_num(c, "step"), _num(c, "eval_bpb")):
+                    for b in bases:
+                        gap = bpb - bpb_at_step(b, st)
+                        if np.isfinite(gap):
+                            gaps.setdefault(float(st), []).append(gap)
+            for st, g in sorted(gaps.items()):
+                rows.append(dict(zip(_GROUP, key)) | {
+                    "variant": variant, "model": runs_v["model"].iloc[0], "baseline": base_variant, "step": st,
+                    "n_pairs": len(g), "gap_mean": float(np.mean(g)), "gap_min": float(np.min(g)),
+                    "gap_max": float(np.max(g))})
+    return _sort(_frame(rows, GAP_COLUMNS), _GROUP + ["variant", "step"])
+
+
+def last_crossing(gap: pd.DataFrame) -> float:
+    """The last evaluation step at which one variant's mean gap (`gap_along_training`, one setting) has a
+    different sign from the evaluation before it; NaN if it never changes sign."""
+    g = gap.sort_values("step")
+    sign = np.sign(g["gap_mean"].to_numpy(float))
+    changed = np.flatnonzero(sign[1:] * sign[:-1] < 0)
+    return float(g["step"].to_numpy(float)[changed[-1] + 1]) if changed.size else math.nan
+
+
 __all__ = ["BASELINES", "OBJECTIVE_LABELS", "SPEEDUP_COLUMNS",
            "SPEEDUP_SEED_COLUMNS", "LATENCY_COLUMNS", "QUALITY_COLUMNS", "model_label", "Variant", "Variants", "variants_of",
            "objective_label", "context_label", "prepare_runs", "train_runs",
@@ -833,5 +881,6 @@ __all__ = ["BASELINES", "OBJECTIVE_LABELS", "SPEEDUP_COLUMNS",
            "SPEED_ONLY_OPTIONS", "QUALITY_PER_STEP_COLUMNS", "STEP_TIME_COLUMNS", "PLATFORM_SPEEDUP_COLUMNS",
            "numerics_options", "quality_per_step", "platform_name", "platform_step_times", "platform_speedups",
            "BACKEND_COLUMNS", "RANKING_COLUMNS", "execution_name", "backend_table", "ranking_table",
+           "GAP_COLUMNS", "gap_along_training", "last_crossing",
            "speedup_at_equal_quality", "speedup_table", "EQUAL_STEPS_COLUMNS", "bpb_at_step",
            "quality_at_equal_steps", "latency_table", "quality_table"]

@@ -18,6 +18,9 @@ Writes under --out (default: results/platforms):
     tables/platform_speedup.{csv,md}   the speedups, one table per platform, side by side in one file
     tables/step_times.{csv,md}         each platform's step times, with the run configuration and software
     tables/quality_per_step.{csv,md}   the hardware-independent half: steps to the baseline's quality
+    tables/gap.{csv,md}                each model's bits per byte minus the baseline's along training (mean,
+                                       range over seed pairs) and where they last crossed
+    figures/gap_vs_steps.{png,svg}     that gap against training steps, one panel per objective and context
     figures/platform_speedup.{png,svg} speedup vs context, one panel per (objective, platform)
     figures/quality_vs_steps.{png,svg} held-out bits per byte vs training steps per context (any hardware)
     figures/quality_vs_cost.{png,svg}  the same vs training cost (steps x step time) per platform and
@@ -42,8 +45,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
-from .analysis import (backend_table, context_label, model_label, objective_label, platform_speedups,
-                       platform_step_times, quality_per_step, ranking_table, variants_of)
+from .analysis import (Variant, backend_table, context_label, gap_along_training, last_crossing, model_label, objective_label,
+                       platform_speedups, platform_step_times, quality_per_step, ranking_table, variants_of)
 from .figures import _RC, _context_axis, _legend, _model_handles, _new_figure, _one_line_style, _save, _style
 from .report import _fmt, load_results, markdown_table
 from .store import write_if_changed
@@ -109,6 +112,71 @@ def speedup_markdown(tab: pd.DataFrame, times: pd.DataFrame) -> str:
                    f"{', '.join(sorted(set(t['precision'].astype(str))))}, {'; '.join(sw)}; "
                    f"see step_times.md.\n")
     return "\n".join(out)
+
+
+def _label_of(variant: str) -> str:
+    """A baseline variant's label, e.g. 'Transformer++ +compile', from its name (it has no rows of its own in
+    the tables it names)."""
+    model = variant.split("[")[0].split("+")[0]
+    return Variant(variant, model).label
+
+
+GAP_FRACTIONS = (0.1, 0.25, 0.5, 0.75, 1.0)  # the gap table's columns: these fractions of the run
+
+
+def gap_markdown(gap: pd.DataFrame) -> str:
+    """The gap to the baseline at a few points of training, and where it last changed sign."""
+    out = ["## The gap to the baseline along training",
+           "Held-out bits per byte minus the baseline's at the same step (negative: better per step); mean over seed "
+           "pairs, [min, max] where there are several. Last crossing: the last evaluation where the sign changed.\n"]
+    if gap.empty:
+        return "\n".join(out + ["No learning curves.\n"])
+    V = variants_of(gap)
+    for (obj, ctx), g in gap.groupby(["objective", "context"], sort=False):
+        last = float(g["step"].max())
+        rows = []
+        for v, gv in g.groupby("variant", sort=False):
+            row = {"model": V[v].label}
+            for f in GAP_FRACTIONS:
+                at = gv.iloc[(gv["step"] - f * last).abs().argsort()[:1]].iloc[0]
+                cell = f"{at['gap_mean']:+.3f}"
+                if at["n_pairs"] > 1:
+                    cell += f" [{at['gap_min']:+.3f}, {at['gap_max']:+.3f}]"
+                row[f"step {int(at['step']):,}"] = cell
+            crossed = last_crossing(gv)
+            row["last crossing"] = "none" if np.isnan(crossed) else f"step {int(crossed):,}"
+            rows.append(row)
+        out.append(f"**{objective_label(obj)} {context_label(int(ctx))}** (minus {_label_of(g['baseline'].iloc[0])})\n")
+        out.append(markdown_table(pd.DataFrame(rows)))
+    return "\n".join(out)
+
+
+def plot_gap(gap: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """The gap to the baseline against training steps, a panel per (objective, context), the range over
+    seed pairs shaded; zero drawn."""
+    if gap.empty:
+        return []
+    import matplotlib
+    V = variants_of(gap)
+    panels = list(gap.groupby(["objective", "context"], sort=False).groups)
+    with matplotlib.rc_context(_RC):
+        fig = _new_figure(1, len(panels), panel_w=3.4, panel_h=2.8)
+        axes = fig.subplots(1, len(panels), squeeze=False, sharey=True)
+        for ax, (obj, ctx) in zip(axes.flat, panels):
+            g = gap[(gap["objective"] == obj) & (gap["context"] == ctx)]
+            for v, gv in g.groupby("variant", sort=False):
+                st = gv["step"].to_numpy(float)
+                style = _style(V[v], True)
+                ax.plot(st, gv["gap_mean"].to_numpy(float), lw=1.4, color=style["color"], ls=style["ls"])
+                ax.fill_between(st, gv["gap_min"].to_numpy(float), gv["gap_max"].to_numpy(float), color=style["color"],
+                                alpha=0.15, lw=0)
+            ax.axhline(0.0, color="0.4", lw=0.8, ls="--")
+            ax.set_title(f"{objective_label(obj)} {context_label(int(ctx))}", fontsize=8)
+            ax.set_xlabel("training steps")
+        axes[0, 0].set_ylabel(f"bits per byte minus {_label_of(gap['baseline'].iloc[0])}'s")
+        _legend(fig, _model_handles(list(dict.fromkeys(gap["variant"])), V, solid=True))
+        fig.suptitle("The gap to the baseline along training (below zero: better per step)")
+        return _save(fig, out_dir, "gap_vs_steps")
 
 
 def _table_md(title: str, df: pd.DataFrame) -> str:
@@ -291,8 +359,11 @@ def write_platform_report(curves_folder: Path | None, time_roots: list[Path], ou
         runs, curves = load_results(curves_folder)
         tab = platform_speedups(runs, curves, times, baseline)
         q = quality_per_step(runs, curves, baseline)
+        gap = gap_along_training(runs, curves, baseline)
         docs += [("platform_speedup", tab, speedup_markdown(tab, times)),
-                 ("quality_per_step", q, _table_md("Steps to the baseline's final quality, per seed pair", q))]
+                 ("quality_per_step", q, _table_md("Steps to the baseline's final quality, per seed pair", q)),
+                 ("gap", gap, gap_markdown(gap))]
+        figures += plot_gap(gap, out / "figures")
         figures += plot_platform_speedup(tab, out / "figures")
         figures += plot_quality_curves(runs, curves, None, out / "figures")
         figures += plot_quality_curves(runs, curves, times, out / "figures")

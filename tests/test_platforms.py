@@ -112,7 +112,8 @@ def test_platforms_command_writes_tables_and_figures(tmp_path, curves_and_runs):
     assert "### GPU-A" in md and "### CPU-B" in md and "(includes 1)" in md
     backends = (out / "tables" / "backends.md").read_text()
     assert "TPU: not measured" in backends and "FLASH, PyTorch eager" in backends and "1.50x FLASH faster" in backends
-    for stem in ("platform_speedup", "quality_vs_cost", "quality_vs_steps", "backends"):
+    assert "last crossing" in (out / "tables" / "gap.md").read_text()
+    for stem in ("platform_speedup", "quality_vs_cost", "quality_vs_steps", "backends", "gap_vs_steps"):
         assert (out / "figures" / f"{stem}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert str(cpu) in (out / "sources.md").read_text()
 
@@ -135,3 +136,17 @@ def test_platforms_command_refuses_a_missing_folder(tmp_path, capsys):
     assert "no such folder" in capsys.readouterr().err
     assert platforms.main([str(tmp_path)]) == 2
     assert "no runs.csv" in capsys.readouterr().err
+
+
+def test_gap_along_training_and_its_last_crossing(curves_and_runs):
+    from suite.analysis import gap_along_training, last_crossing
+    runs, curves = curves_and_runs
+    gap = gap_along_training(runs, curves)
+    at = gap.set_index("step")
+    # flash seed 0 at step 500: 2.0 against the baselines' 2.5 and 2.6 there, in bits per byte
+    assert at.loc[500.0, "n_pairs"] == 2
+    assert at.loc[500.0, "gap_min"] == pytest.approx((2.0 - 2.6) / math.log(2))
+    assert at.loc[1000.0, "gap_max"] == pytest.approx((1.9 - 2.0) / math.log(2))
+    assert math.isnan(last_crossing(gap))          # always ahead
+    flip = pd.DataFrame({"step": [1, 2, 3, 4], "gap_mean": [-0.2, 0.1, -0.1, -0.05]})
+    assert last_crossing(flip) == 3.0
