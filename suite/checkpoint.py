@@ -1,7 +1,8 @@
 """Checkpoints of a training run, so that a run outlasts the job it started in.
 
-A checkpoint holds everything the loop needs to continue as if it had never stopped: the model's and
-the optimiser's state, the loop's own state (`LoopState`: steps taken, training seconds, step times, the
+A checkpoint holds everything the loop needs to continue as if it had never stopped: the step's state
+(the model's and the optimiser's: `step.state()`, put back by `step.load_state()`; PyTorch state dicts, or
+JAX arrays brought to the host), the loop's own state (`LoopState`: steps taken, training seconds, step times, the
 learning curve so far, the evaluation points still ahead, the first loss), the state of the batch
 generator of every process, and PyTorch's global random states. It is written at a set interval
 (`Checkpointing.every_steps` steps and/or `every_s` seconds of wall time) to
@@ -78,8 +79,8 @@ class Checkpointing:
         sweep may be writing theirs into it."""
         self.path(run_id).unlink(missing_ok=True)
 
-    def save(self, run_id: str, *, loop: LoopState, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-             generator: torch.Generator, data_hash: str, world: int = 1) -> Path | None:
+    def save(self, run_id: str, *, loop: LoopState, states: dict[str, Any], generator: torch.Generator,
+             data_hash: str, world: int = 1) -> Path | None:
         """Write the checkpoint. A data-parallel run (`world` processes) must call it on every process: the
         batch generators of all are gathered and the main process writes. Returns the path written, or
         None on the other processes."""
@@ -89,7 +90,7 @@ class Checkpointing:
             return None
         state = {
             "format": FORMAT, "run_id": run_id, "world_size": len(gens), "data_hash": data_hash,
-            "loop": asdict(loop), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "loop": asdict(loop), "states": states,
             "generators": gens, "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
             "saved_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -131,11 +132,9 @@ class Checkpointing:
         return state
 
 
-def restore(state: dict[str, Any], *, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-            generator: torch.Generator) -> LoopState:
+def restore(state: dict[str, Any], *, load_states, generator: torch.Generator) -> LoopState:
     """Put a checkpoint's states back (this process's batch generator) and return the loop's state."""
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
+    load_states(state["states"])
     gens = state["generators"]
     generator.set_state(gens[D.rank()] if len(gens) > 1 else gens[0])
     torch.set_rng_state(state["torch_rng"])

@@ -16,8 +16,9 @@ What is JAX's own: one `jax.jit` step (forward, backward, clip, AdamW) with the 
 optimiser state donated; compiled ahead of time outside the clock (`compile_s`); each step timed to
 `block_until_ready` (the loss read back); precision "bf16" computes in bfloat16 on float32 masters
 (implementations/jax/models.py); rematerialisation "auto" (the default) takes the first of no remat,
-"dots", "full" whose compiled step fits the device by XLA's memory analysis (REMAT_AUTO). No
-checkpoints and no data parallelism on this backend. The row adds backend="jax", the JAX versions, platform, device kind,
+"dots", "full" whose compiled step fits the device by XLA's memory analysis (REMAT_AUTO). Checkpoints
+as on PyTorch (the parameters and optimiser state saved as host arrays); no data parallelism on this
+backend. The row adds backend="jax", the JAX versions, platform, device kind,
 matmul precision, the remat policy and scan flag, `compile_s` and `step_mem_gib` (XLA's compile-time
 size of the step: arguments + outputs + temporaries - aliased), and peak_mem_gib from the device's
 `peak_bytes_in_use` where the platform reports it (a process-wide peak: the largest run so far when one
@@ -55,6 +56,7 @@ from .optim import ADAM_BETAS, no_weight_decay  # noqa: E402
 from .runs import RunConfig  # noqa: E402
 from .summary import base_summary, speed_numbers  # noqa: E402
 from .timing import is_oom  # noqa: E402
+from .checkpoint import Checkpointing  # noqa: E402
 from .train import BATCH_SEED_OFFSET, train  # noqa: E402
 
 BACKEND = "jax"
@@ -165,8 +167,15 @@ class JaxStep:
             self._compiled[key] = compiled
         return self._compiled[key]
 
-    world = 1               # one process (no data parallelism on this backend)
-    checkpointable = False  # suite/checkpoint.py saves PyTorch states only
+    world = 1  # one process (no data parallelism on this backend)
+
+    def state(self) -> dict:
+        """The parameters and the optimiser's state on the host, as NumPy trees (suite/checkpoint.py)."""
+        return {"params": jax.device_get(self.params), "opt_state": jax.device_get(self.opt_state)}
+
+    def load_state(self, states: dict) -> None:
+        self.params = jax.device_put(states["params"], self.device)
+        self.opt_state = jax.device_put(states["opt_state"], self.device)
 
     def put(self, batch) -> tuple[jax.Array, ...]:
         """A batch of CPU torch tensors on the run's JAX device."""
@@ -240,7 +249,8 @@ def jax_fields(device: jax.Device | None) -> dict[str, Any]:
 
 
 def run_jax(cfg: RunConfig, data: Batches | None = None, progress=None, *, remat: str = "auto",
-            scan: bool = True, sdpa: str | None = None) -> tuple[dict[str, Any], list[dict]]:
+            scan: bool = True, sdpa: str | None = None,
+            checkpoints: Checkpointing | None = None) -> tuple[dict[str, Any], list[dict]]:
     """Execute one run on JAX; returns (summary row, learning curve rows) like suite.train.run.
 
     kind "speed": time cfg.timed_steps steps after cfg.warmup_timing_steps on one random batch; kind
@@ -287,7 +297,7 @@ def run_jax(cfg: RunConfig, data: Batches | None = None, progress=None, *, remat
             summary["steps"] = cfg.warmup_timing_steps + cfg.timed_steps
             summary["sdpa_backend_seen"] = apply.info["attention_implementation"]  # what suite.train.run reports
         else:
-            result, ms = train(cfg, step, data, gen, curve, progress)
+            result, ms = train(cfg, step, data, gen, curve, progress, checkpoints)
             result.pop("compile_s", None)  # the step's own count (every remat policy tried) is set below
             summary.update(speed_numbers(summary, ms, torch.device("cpu")))
             summary.update(result)

@@ -5,7 +5,7 @@ What the training loop (suite/train.py) asks of a step, whatever its backend (su
 JAX one): `put(batch)` (a CPU batch onto the device), `warm_up(batch, eval_batches)` (compile outside the
 clock; returns its seconds), `sync()` (wait for the device), `step(inputs, targets, lr_scale)` (the loss),
 `evaluate(batches)`, `world` (processes training the run) with `synced(loss, dt)` when it is above 1,
-and `checkpointable` with `raw_model` and `opt` (suite/checkpoint.py saves their states).
+and `state()` / `load_state(states)` (the model's and optimiser's states, for suite/checkpoint.py).
 """
 from __future__ import annotations
 
@@ -50,7 +50,13 @@ class Step:
         self.cfg, self.device = cfg, device
         self.amp = cfg.precision == "bf16"
 
-    checkpointable = True  # suite/checkpoint.py can save and restore raw_model and opt
+    def state(self) -> dict:
+        """The model's and the optimiser's states (suite/checkpoint.py saves them)."""
+        return {"model": self.raw_model.state_dict(), "optimizer": self.opt.state_dict()}
+
+    def load_state(self, states: dict) -> None:
+        self.raw_model.load_state_dict(states["model"])
+        self.opt.load_state_dict(states["optimizer"])
 
     def put(self, batch) -> tuple[torch.Tensor, ...]:
         """A batch of CPU tensors on the run's device."""

@@ -288,7 +288,7 @@ def execute(runs: list[RunConfig], store: ResultsStore, *, data_for=None, log=pr
                             if ddp and world > 1 else cfg)
         if cfg.backend == "jax":  # imported only when used: it loads jax
             from .jax_step import run_jax
-            summary, curve = run_jax(cfg, data, progress=bar)
+            summary, curve = run_jax(cfg, data, progress=bar, checkpoints=checkpoints)
         else:
             summary, curve = run_one(cfg, data, progress=bar, ddp=ddp, checkpoints=checkpoints)
         summary["rank"] = rank

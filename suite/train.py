@@ -15,7 +15,6 @@ from __future__ import annotations
 import gc
 import math
 import time
-import warnings
 from dataclasses import replace
 from typing import Any
 
@@ -115,15 +114,12 @@ def train(cfg: RunConfig, step, data: Batches, gen: torch.Generator, curve: list
     spent = {"compile_s": 0.0, "eval_s": 0.0, "checkpoint_s": 0.0}  # wall seconds outside the training clock
     first = data.sample(torch.Generator().manual_seed(cfg.seed + COMPILE_BATCH_SEED_OFFSET))
     spent["compile_s"] = step.warm_up(step.put(first), eval_batches)  # compiling, outside the clock
-    if checkpoints is not None and not step.checkpointable:
-        warnings.warn(f"{cfg.label()}: this backend saves no checkpoints; the run cannot resume if stopped")
-        checkpoints = None
     budget = float("inf") if cfg.by_steps else cfg.budget_s
     out: dict[str, Any] = {"status": "ok"}
     ln_vocab = math.log(data.vocab_size)
     saved = checkpoints.load(cfg.run_id, world_size=step.world, data_hash=data.data_hash) if checkpoints else None
     if saved is not None:
-        s = restore(saved, model=step.raw_model, optimizer=step.opt, generator=gen)
+        s = restore(saved, load_states=step.load_state, generator=gen)
     else:
         # evaluation points: training seconds, or (by steps) step counts, the same for every model
         s = LoopState(eval_points=[round(cfg.max_steps * (i + 1) / cfg.evals) for i in range(cfg.evals)]
@@ -144,7 +140,7 @@ def train(cfg: RunConfig, step, data: Batches, gen: torch.Generator, curve: list
 
     def save():
         t0 = time.perf_counter()
-        checkpoints.save(cfg.run_id, loop=s, model=step.raw_model, optimizer=step.opt, generator=gen,
+        checkpoints.save(cfg.run_id, loop=s, states=step.state(), generator=gen,
                          data_hash=data.data_hash, world=step.world)
         spent["checkpoint_s"] += time.perf_counter() - t0
 

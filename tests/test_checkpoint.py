@@ -73,7 +73,8 @@ def test_checkpoint_refused_for_other_data_or_processes(tmp_path, corpus):
     ckpt = Checkpointing(tmp_path, every_steps=4, every_s=None)
     model = torch.nn.Linear(2, 2)
     opt = torch.optim.AdamW(model.parameters())
-    path = ckpt.save(cfg.run_id, loop=LoopState(n=4), model=model, optimizer=opt, generator=torch.Generator(),
+    states = {"model": model.state_dict(), "optimizer": opt.state_dict()}
+    path = ckpt.save(cfg.run_id, loop=LoopState(n=4), states=states, generator=torch.Generator(),
                      data_hash="abc")
     assert path == ckpt.path(cfg.run_id) and not list(tmp_path.glob(".*.tmp"))  # written by a rename
     assert ckpt.load(cfg.run_id, world_size=1, data_hash="abc")["loop"]["n"] == 4

@@ -401,3 +401,31 @@ def test_run_all_refuses_what_the_jax_backend_cannot_do(capsys, tmp_path):
     assert "--backend jax: --ddp" in capsys.readouterr().err
     with pytest.raises(UsageError, match="peer:hf_llama have no JAX implementation"):
         cli.check_backend([RunConfig(model="peer:hf_llama", context=32, backend="jax")], argparse.Namespace(ddp=False))
+
+
+def test_a_resumed_jax_run_continues_the_curve_of_one_never_stopped(tmp_path, monkeypatch, corpus):
+    """Checkpoints on the JAX backend: the parameters and optimiser state saved as host arrays and put back."""
+    from suite.batches import corpus_batches
+    from suite.checkpoint import Checkpointing
+    from suite.runs import RunConfig
+    cfg = RunConfig(model="flash", context=32, tokens_per_step=256, corpus=corpus, budget_s=None, max_steps=12,
+                    evals=4, eval_tokens=512, warmup_steps=2, lr=3e-3, backend="jax")
+    whole, whole_curve = jax_step.run_jax(cfg, corpus_batches(cfg))
+    ckpt = Checkpointing(tmp_path, every_steps=4, every_s=None)
+    real, calls = jax_step.JaxStep.__call__, {"n": 0}
+
+    def stop_at_7(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 7:
+            raise KeyboardInterrupt
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(jax_step.JaxStep, "__call__", stop_at_7)
+    with pytest.raises(KeyboardInterrupt):
+        jax_step.run_jax(cfg, corpus_batches(cfg), checkpoints=ckpt)
+    monkeypatch.setattr(jax_step.JaxStep, "__call__", real)
+    resumed, resumed_curve = jax_step.run_jax(cfg, corpus_batches(cfg), checkpoints=ckpt)
+    assert whole["status"] == resumed["status"] == "ok" and resumed["resumed_from_step"] == 4
+    assert [r["step"] for r in resumed_curve] == [r["step"] for r in whole_curve] == [3, 6, 9, 12]
+    for a, b in zip(whole_curve, resumed_curve):
+        assert b["eval_loss"] == pytest.approx(a["eval_loss"], rel=1e-6)
