@@ -55,13 +55,13 @@ DEFAULT_OUT = Path("results/platforms")
 
 
 def find_folders(roots: list[Path]) -> list[Path]:
-    """Every results folder (one with a runs.csv) under the roots, sorted; the platform tables' own output
-    folder is never one (it holds none)."""
+    """Every results folder (one with a runs.csv) under the roots, sorted, leaving out superseded records and
+    the notebook's scratch copies; the platform tables' own output folder is never one (it holds none)."""
     found = set()
     for root in roots:
         if (root / "runs.csv").is_file():
             found.add(root)
-        found.update(p.parent for p in root.rglob("runs.csv") if "superseded" not in p.parts)
+        found.update(p.parent for p in root.rglob("runs.csv") if not {"superseded", "scratch"} & set(p.parts))
     return sorted(found)
 
 
