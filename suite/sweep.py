@@ -26,6 +26,7 @@ from .checkpoint import Checkpointing
 from .presets import PRESETS, Preset
 from .runs import RunConfig
 from .store import ResultsStore
+from .timing import host_threads
 
 
 class UsageError(ValueError):
@@ -286,11 +287,12 @@ def execute(runs: list[RunConfig], store: ResultsStore, *, data_for=None, log=pr
             # each rank draws its part of the global batch: tokens_per_step / world tokens
             data = data_for(dataclasses.replace(cfg, tokens_per_step=cfg.tokens_per_step // world)
                             if ddp and world > 1 else cfg)
-        if cfg.backend == "jax":  # imported only when used: it loads jax
-            from .jax_step import run_jax
-            summary, curve = run_jax(cfg, data, progress=bar, checkpoints=checkpoints)
-        else:
-            summary, curve = run_one(cfg, data, progress=bar, ddp=ddp, checkpoints=checkpoints)
+        with host_threads(cfg.device):
+            if cfg.backend == "jax":  # imported only when used: it loads jax
+                from .jax_step import run_jax
+                summary, curve = run_jax(cfg, data, progress=bar, checkpoints=checkpoints)
+            else:
+                summary, curve = run_one(cfg, data, progress=bar, ddp=ddp, checkpoints=checkpoints)
         summary["rank"] = rank
         if ddp and world > 1:
             summary.update(_agree_on_status(summary))

@@ -20,6 +20,26 @@ def is_oom(exc: BaseException) -> bool:
                                                              r"can't allocate memory", str(exc), re.I))
 
 
+# On an accelerator the host only draws batches (small tensor ops); with PyTorch's default of one thread per core,
+# two processes on one machine (one per GPU, started without torchrun, which sets OMP_NUM_THREADS=1) oversubscribe
+# its cores. On this 2-core CPU, two processes drawing masked-LM batches took 7-11 ms per batch with 2 threads
+# each against 2.3-2.7 ms with 1 (results/NOTES.md, entry 14).
+HOST_THREADS = 4
+
+
+@contextlib.contextmanager
+def host_threads(device: str):
+    """While a run on an accelerator (`device` not "cpu") executes: at most HOST_THREADS intra-op threads on
+    the host, restored afterwards. CPU runs keep every thread."""
+    before = torch.get_num_threads()
+    if not str(device).startswith("cpu"):
+        torch.set_num_threads(min(before, HOST_THREADS))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)

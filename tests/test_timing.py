@@ -20,3 +20,17 @@ def test_a_cpu_out_of_memory_is_recognised_as_oom():
 ])
 def test_only_allocation_failures_are_oom(exc, expected):
     assert is_oom(exc) is expected
+
+
+def test_host_threads_are_capped_for_accelerator_runs_and_restored():
+    from suite.timing import HOST_THREADS, host_threads
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(HOST_THREADS + 2)
+        with host_threads("cuda:1"):
+            assert torch.get_num_threads() == HOST_THREADS
+        assert torch.get_num_threads() == HOST_THREADS + 2
+        with host_threads("cpu"):
+            assert torch.get_num_threads() == HOST_THREADS + 2
+    finally:
+        torch.set_num_threads(before)
