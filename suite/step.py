@@ -23,6 +23,9 @@ from .runs import RunConfig
 from .timing import sdpa_context, synchronize
 
 
+CUDAGRAPH_MODES = ("reduce-overhead", "max-autotune")  # torch.compile modes that record CUDA graphs
+
+
 class Step:
     """One training step (forward, backward, clip, AdamW); returns the loss tensor.
 
@@ -58,6 +61,13 @@ class Step:
         self.raw_model.load_state_dict(states["model"])
         self.opt.load_state_dict(states["optimizer"])
 
+    def new_graph_step(self) -> None:
+        """Under a torch.compile mode that records CUDA graphs: tell them a new step begins, so that a replay
+        may reuse the memory of the previous step's outputs (they were read before; without this, the
+        second step failed with "accessing tensor output of CUDAGraphs that has been overwritten")."""
+        if self.cfg.compile_mode in CUDAGRAPH_MODES:
+            torch.compiler.cudagraph_mark_step_begin()
+
     def put(self, batch) -> tuple[torch.Tensor, ...]:
         """A batch of CPU tensors on the run's device."""
         return tuple(t.to(self.device, non_blocking=True) for t in batch)
@@ -85,6 +95,7 @@ class Step:
         return loss_mean, dt_mean
 
     def __call__(self, inputs: torch.Tensor, targets: torch.Tensor, lr_scale: float = 1.0) -> torch.Tensor:
+        self.new_graph_step()
         for group in self.opt.param_groups:
             group["lr"] = self.cfg.lr * lr_scale
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp), \
@@ -109,6 +120,7 @@ class Step:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp), \
                 sdpa_context(self.cfg.sdpa_backend):
             for inputs, targets in batches:
+                self.new_graph_step()
                 inputs, targets = inputs.to(self.device), targets.to(self.device)
                 n = int((targets != IGNORE).sum())
                 total += float(self.loss(self.eval_model(inputs), targets)) * n

@@ -1,6 +1,8 @@
 """torch.compile gives the same numbers as eager for the GAU models (the fused path we time on GPU)."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -116,3 +118,21 @@ def test_a_compile_mode_reaches_every_torch_compile_call(monkeypatch):
     model = impl.build_model("flash", vocab_size=40, d_model=32, n_layers=1, max_len=64, s=16, chunk=16)
     Step(model, cfg, torch.device("cpu"))
     assert len(modes) == 3 and set(modes) == {"max-autotune-no-cudagraphs"}  # two GAU layers and the loss
+
+
+@pytest.mark.parametrize("mode, marks", [("reduce-overhead", True), ("max-autotune", True), ("default", False)])
+def test_cuda_graph_modes_mark_every_step(monkeypatch, mode, marks):
+    """Under a mode that records CUDA graphs every training step and evaluation batch starts a new graph step
+    (on the CPU the mark is only counted here: torch.compile is not run)."""
+    from suite.runs import RunConfig
+    from suite.step import Step
+    calls = []
+    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: calls.append(1))
+    cfg = RunConfig(model="transformer", context=16, tokens_per_step=32, vocab_size=64, size="tiny")
+    model = impl.build_model("transformer", vocab_size=64, d_model=32, n_layers=1, max_len=16)
+    step = Step(model, cfg, torch.device("cpu"))
+    step.cfg = dataclasses.replace(cfg, compile=mode)  # the mode, without compiling on the CPU
+    x = torch.randint(0, 64, (2, 16))
+    step(x, x)
+    step.evaluate([(x, x), (x, x)])
+    assert len(calls) == (3 if marks else 0)
