@@ -163,7 +163,7 @@ def parser() -> argparse.ArgumentParser:
 
     from .checkpoint import DEFAULT_EVERY_S
     from .presets import PRESETS
-    from .runs import BACKENDS, COMPILE_MODES
+    from .runs import BACKENDS, COMPILE_MODES, LOSSES
 
     p = Parser(
         prog=PROG, description="flash-repro: train and time the paper's models, then draw its tables and "
@@ -197,6 +197,8 @@ def parser() -> argparse.ArgumentParser:
                    help="torch.compile with this mode (implies --compile), e.g. max-autotune-no-cudagraphs")
     p.add_argument("--backend", choices=BACKENDS, help="the framework the runs train in: pytorch (default) or jax "
                    "(implementations/jax, jit-compiled; the variant is then e.g. flash+jax)")
+    p.add_argument("--loss", choices=LOSSES, help="the training loss: torch (default: logits, then cross-entropy) or "
+                   "liger (Liger-Kernel's fused linear + cross-entropy; a GPU, our models, one process per run)")
     p.add_argument("--no-variants", action="store_true", help="leave out the preset's extra variants (compiled, ...)")
     p.add_argument("--peers", action="store_true", help="also measure the preset's external reference "
                    "implementations (Hugging Face Llama, flash-pytorch); or name them in --models as peer:NAME")
@@ -328,12 +330,24 @@ def check_devices(runs, args) -> None:
 
 
 def check_backend(runs, args) -> None:
-    """The JAX backend: its packages installed, our models only, one process per run."""
+    """The JAX backend: its packages installed, our models only, one process per run. The fused loss:
+    Liger-Kernel installed, a GPU, our models, the PyTorch backend, one process per run."""
     import importlib.util
 
     import implementations as impl
 
     from .sweep import UsageError
+
+    if any(r.loss == "liger" for r in runs):
+        why = ("needs the package liger-kernel, not installed here (pip install liger-kernel)"
+               if importlib.util.find_spec("liger_kernel") is None else
+               "runs on a GPU only (its kernels are Triton's)" if any(r.device == "cpu" for r in runs) else
+               "is for the PyTorch backend" if any(r.backend != "pytorch" for r in runs) else
+               "works with one process per run, not --ddp" if args.ddp else
+               "is for our models (the peers compute their own loss)" if any(impl.is_peer(r.model) for r in runs)
+               else "")
+        if why:
+            raise UsageError(f"--loss liger {why}")
 
     if not any(r.backend == "jax" for r in runs):
         return
@@ -380,7 +394,7 @@ def _main(args, state: dict) -> int:
                                        max_steps=args.steps, lr=args.lr,
                                        precision=args.precision, compile=args.compile_mode or args.compile,
                                        sdpa_backend=args.sdpa_backend, timed_steps=args.timed_steps,
-                                       backend=args.backend).items()
+                                       backend=args.backend, loss=args.loss).items()
                 if v is not None}
     if args.steps is not None:  # exactly this many steps: no time budget
         settings["budget_s"] = None

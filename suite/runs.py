@@ -20,7 +20,10 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 BACKENDS = ("pytorch", "jax")
 # fields added after results were recorded, left out of a run's identity while at their default, so that the
 # run ids (and the finished runs) of earlier sweeps stay valid
-LATER_FIELDS = {"backend": "pytorch"}
+LATER_FIELDS = {"backend": "pytorch", "loss": "torch"}
+# how the training loss is computed: "torch" (the head's logits, then cross-entropy), or "liger" (Liger-Kernel's
+# fused linear + cross-entropy: the logits never in memory at once; a GPU, our models, one process)
+LOSSES = ("torch", "liger")
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,7 @@ class RunConfig:
     attention_kernel: str | None = None   # softmax models: "sdpa" or "materialized"
     sdpa_backend: str | None = None       # None: PyTorch's choice; or cudnn, flash, efficient, math
     backend: str = "pytorch"              # one of BACKENDS; "jax" jit-compiles whatever `compile` says
+    loss: str = "torch"                   # one of LOSSES (the training step's loss; evaluation always "torch")
     # the model options this run sets on top of the model's defaults (--set KEY=VALUE), as (key, value) pairs
     overrides: tuple[tuple[str, Any], ...] = field(default_factory=tuple)
 
@@ -71,6 +75,8 @@ class RunConfig:
             raise ValueError(f"unknown objective {self.objective!r}; valid: {', '.join(OBJECTIVES)}")
         if self.kind not in KINDS:
             raise ValueError(f"unknown run kind {self.kind!r}; valid: {', '.join(KINDS)}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"unknown loss {self.loss!r}; valid: {', '.join(LOSSES)}")
         if self.backend not in BACKENDS:
             raise ValueError(f"unknown backend {self.backend!r}; valid: {', '.join(BACKENDS)}")
         if self.precision not in PRECISIONS:
@@ -141,6 +147,8 @@ class RunConfig:
             extra.append(f"sdpa={self.sdpa_backend}")
         if isinstance(self.compile, str):
             extra.append(f"mode={self.compile}")
+        if self.loss != "torch":
+            extra.append(f"loss={self.loss}")
         if extra:
             name += "[" + ",".join(extra) + "]"
         if self.backend != "pytorch":  # compiled by the backend itself (jax.jit)

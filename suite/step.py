@@ -26,6 +26,14 @@ from .timing import sdpa_context, synchronize
 CUDAGRAPH_MODES = ("reduce-overhead", "max-autotune")  # torch.compile modes that record CUDA graphs
 
 
+def fused_linear_cross_entropy():
+    """Liger-Kernel's fused linear + cross-entropy (`loss="liger"`): (head weight, hidden [N, d], targets [N])
+    -> mean loss over targets != IGNORE_INDEX, computed in chunks so that the logits are never all in memory."""
+    from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss
+
+    return LigerFusedLinearCrossEntropyLoss(ignore_index=IGNORE)
+
+
 class Step:
     """One training step (forward, backward, clip, AdamW); returns the loss tensor.
 
@@ -52,6 +60,7 @@ class Step:
         self.opt = make_optimizer(model, cfg, device)
         self.cfg, self.device = cfg, device
         self.amp = cfg.precision == "bf16"
+        self.fused_loss = fused_linear_cross_entropy() if cfg.loss == "liger" else None
 
     def state(self) -> dict:
         """The model's and the optimiser's states (suite/checkpoint.py saves them)."""
@@ -100,7 +109,13 @@ class Step:
             group["lr"] = self.cfg.lr * lr_scale
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp), \
                 sdpa_context(self.cfg.sdpa_backend):
-            loss = self.loss(self.model(inputs), targets)
+            if self.fused_loss is None:
+                loss = self.loss(self.model(inputs), targets)
+            else:  # the head and the cross-entropy in one op: [B, T, vocab] logits never in memory at once
+                hidden = self.raw_model.hidden(inputs)
+                dtype = torch.bfloat16 if self.amp else hidden.dtype  # the head's matmul in bf16, as autocast's
+                hidden = hidden.reshape(-1, hidden.shape[-1]).to(dtype)
+                loss = self.fused_loss(self.raw_model.head.weight.to(dtype), hidden, targets.reshape(-1))
         loss.backward()
         if self.cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.raw_model.parameters(), self.cfg.grad_clip)

@@ -73,7 +73,7 @@ CHANGED = dict(model="flash", context=64, objective="mlm", seed=1, kind="speed",
                corpus="eltec", tokenizer="bpe", bpe_vocab=1024, budget_s=11.0, max_steps=7, lr=1e-3, warmup_steps=3,
                weight_decay=0.0, grad_clip=0.5, evals=2, eval_tokens=1024, vocab_size=512, warmup_timing_steps=1,
                timed_steps=2, device="cuda", precision="bf16", compile=True, attention_kernel="materialized",
-               sdpa_backend="math", overrides=(("chunk", 64),), backend="jax")
+               sdpa_backend="math", overrides=(("chunk", 64),), backend="jax", loss="liger")
 
 
 def test_run_id_is_a_content_hash():
@@ -705,3 +705,39 @@ def test_result_rows_carry_the_configuration_as_data(corpus):
     old = {"config_json": json.dumps(kernel.as_dict())}
     assert backfill(old)["model_options"] == '{"attention_kernel": "materialized"}'
     assert backfill(old)["compile_mode"] == "max-autotune"
+
+
+def test_the_fused_loss_step_takes_the_same_step_as_the_plain_one(monkeypatch):
+    """loss="liger": the step hands the head's weight, the final hidden states and the targets to the fused
+    op. With a plain reference in its place (Liger's kernels need a GPU), one step gives the same loss and
+    parameters as the logits path, so the plumbing (tied head, flattening, ignored targets) is right."""
+    import copy
+
+    import torch.nn.functional as F
+
+    import implementations as impl
+    monkeypatch.setattr(step_mod, "fused_linear_cross_entropy",
+                        lambda: lambda w, h, t: F.cross_entropy(h @ w.t(), t, ignore_index=-100))
+    torch.manual_seed(0)
+    model = impl.build_model("flash", vocab_size=64, d_model=32, n_layers=1, max_len=16, causal=False)
+    twin = copy.deepcopy(model)
+    cfg = RunConfig(model="flash", context=16, tokens_per_step=32, vocab_size=64, objective="mlm")
+    x = torch.randint(0, 64, (2, 16))
+    y = torch.where(torch.rand(2, 16) < 0.3, x, torch.full_like(x, -100))
+    plain = step_mod.Step(model, cfg, torch.device("cpu"))(x, y)
+    fused = step_mod.Step(twin, dataclasses.replace(cfg, loss="liger"), torch.device("cpu"))(x, y)
+    assert float(fused) == pytest.approx(float(plain), rel=1e-6)
+    for a, b in zip(model.parameters(), twin.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+    assert dataclasses.replace(cfg, loss="liger").variant == "flash[loss=liger]"
+
+
+def test_the_fused_loss_is_refused_where_it_cannot_run(capsys, monkeypatch):
+    import importlib.util
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "liger_kernel" else real(name, *a))
+    assert cli.main(["--preset", "smoke", "--loss", "liger", "--dry-run"]) == 2
+    assert "--loss liger needs the package liger-kernel" in capsys.readouterr().err
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "liger_kernel" else real(name, *a))
+    assert cli.main(["--preset", "smoke", "--loss", "liger", "--dry-run"]) == 2
+    assert "--loss liger runs on a GPU only" in capsys.readouterr().err
