@@ -197,25 +197,6 @@ def _scores(q, k, bias_ptr, offs_m, offs_n, m_ok, n_ok, stride_bm, stride_bn, sc
 
 
 @triton.jit
-def _chunk_program(T, C, S_DIM, E_DIM, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
-    """What a v2 program owns: grid (tiles of BLOCK_T tokens of every chunk, B). Returns its sequence and
-    chunk, its own tokens and all the chunk's tokens (offsets and in-chunk masks), the s offsets and mask,
-    and the chunk's first element in the [B, T, s] and [B, T, e] tensors."""
-    tiles = (C + BLOCK_T - 1) // BLOCK_T  # (not tl.cdiv: see INTERPRETED)
-    pid_t, pid_b = tl.program_id(0), tl.program_id(1)
-    g = pid_t // tiles
-    chunk_start = g.to(tl.int64) * C
-    chunk_len = tl.minimum(C, T - g * C)
-    offs_own = (pid_t % tiles) * BLOCK_T + tl.arange(0, BLOCK_T)
-    offs_all = tl.arange(0, BLOCK_C)
-    offs_s = tl.arange(0, BLOCK_S)
-    row_s = (pid_b.to(tl.int64) * T + chunk_start) * S_DIM
-    row_e = (pid_b.to(tl.int64) * T + chunk_start) * E_DIM
-    return (pid_b, g, offs_own, offs_own < chunk_len, offs_all, offs_all < chunk_len, offs_s, offs_s < S_DIM,
-            row_s, row_e)
-
-
-@triton.jit
 def _relu_tile(A, B, row_s, offs_a, offs_b, a_ok, b_ok, offs_s, s_ok, S_DIM, bias_ptr, stride_ba, stride_bb, scale,
                CAUSAL: tl.constexpr, KEYS_FIRST: tl.constexpr, HAS_BIAS: tl.constexpr, PRECISION: tl.constexpr):
     """The tiles a [rows of A, s] and b [rows of B, s] of one chunk (row_s: its first element) and relu(S)
@@ -231,6 +212,28 @@ def _relu_tile(A, B, row_s, offs_a, offs_b, a_ok, b_ok, offs_s, s_ok, S_DIM, bia
         else:
             keep = keep & (offs_b[None, :] <= offs_a[:, None])
     return a, b, tl.where(keep, tl.maximum(s, 0.0), 0.0)
+
+
+@triton.jit
+def _chunk_program(T, C, S_DIM, E_DIM, BATCH_AXIS: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr,
+                   BLOCK_S: tl.constexpr):
+    """What a program owns: grid axis 0 the tiles of BLOCK_T tokens of every chunk, axis BATCH_AXIS the sequence.
+    Returns its sequence and chunk, the chunk's length, its first token in the chunk, its own tokens and all
+    the chunk's tokens (BLOCK_C of them; offsets and in-chunk masks), the s offsets and mask, and the chunk's
+    first element in the [B, T, s] and [B, T, e] tensors."""
+    tiles = (C + BLOCK_T - 1) // BLOCK_T  # (not tl.cdiv: see INTERPRETED)
+    pid_t, pid_b = tl.program_id(0), tl.program_id(BATCH_AXIS)
+    g = pid_t // tiles
+    chunk_start = g.to(tl.int64) * C
+    chunk_len = tl.minimum(C, T - g * C)
+    start = (pid_t % tiles) * BLOCK_T
+    offs_own = start + tl.arange(0, BLOCK_T)
+    offs_all = tl.arange(0, BLOCK_C)
+    offs_s = tl.arange(0, BLOCK_S)
+    row_s = (pid_b.to(tl.int64) * T + chunk_start) * S_DIM
+    row_e = (pid_b.to(tl.int64) * T + chunk_start) * E_DIM
+    return (pid_b, g, chunk_len, start, offs_own, offs_own < chunk_len, offs_all, offs_all < chunk_len, offs_s,
+            offs_s < S_DIM, row_s, row_e)
 
 
 @triton.jit
@@ -255,18 +258,11 @@ def _forward(QQ, KQ, QL, V, STATE, INV_N, BIAS, OUT, T, C, S_DIM, E_DIM, scale,
              stride_sb, stride_sg, stride_ss, stride_bm, stride_bn,
              CAUSAL: tl.constexpr, HAS_LOCAL: tl.constexpr, HAS_GLOBAL: tl.constexpr, HAS_BIAS: tl.constexpr,
              BLOCK_T: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_E: tl.constexpr, PRECISION: tl.constexpr):
-    tiles = (C + BLOCK_T - 1) // BLOCK_T  # (not tl.cdiv: see INTERPRETED)
-    pid_t, pid_e, pid_b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    g = pid_t // tiles
-    start_m = (pid_t % tiles) * BLOCK_T  # position in the chunk of the tile's first query
-    chunk_start = g.to(tl.int64) * C
-    chunk_len = tl.minimum(C, T - g * C)
-    offs_m = start_m + tl.arange(0, BLOCK_T)
-    offs_s = tl.arange(0, BLOCK_S)
-    offs_e = pid_e * BLOCK_E + tl.arange(0, BLOCK_E)
-    m_ok, s_ok, e_ok = offs_m < chunk_len, offs_s < S_DIM, offs_e < E_DIM
-    row_s = (pid_b.to(tl.int64) * T + chunk_start) * S_DIM  # the chunk's first row of [B, T, s] tensors
-    row_e = (pid_b.to(tl.int64) * T + chunk_start) * E_DIM  # and of [B, T, e] ones
+    # the program's queries m (from start_m), one tile of value columns (grid axis 1)
+    pid_b, g, chunk_len, start_m, offs_m, m_ok, _, _, offs_s, s_ok, row_s, row_e = _chunk_program(
+        T, C, S_DIM, E_DIM, 2, BLOCK_T, BLOCK_T, BLOCK_S)
+    offs_e = tl.program_id(1) * BLOCK_E + tl.arange(0, BLOCK_E)
+    e_ok = offs_e < E_DIM
     acc = tl.full([BLOCK_T, BLOCK_E], 0.0, tl.float32)
     if HAS_LOCAL:
         q = tl.load(QQ + row_s + offs_m[:, None] * S_DIM + offs_s[None, :], mask=m_ok[:, None] & s_ok[None, :],
@@ -314,18 +310,11 @@ def _backward_dv(QQ, KQ, KL, DO, DSUF, BIAS, DV, T, C, S_DIM, E_DIM, scale,
                  stride_db, stride_dg, stride_ds, stride_bm, stride_bn,
                  CAUSAL: tl.constexpr, HAS_LOCAL: tl.constexpr, HAS_GLOBAL: tl.constexpr, HAS_BIAS: tl.constexpr,
                  BLOCK_T: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_E: tl.constexpr, PRECISION: tl.constexpr):
-    tiles = (C + BLOCK_T - 1) // BLOCK_T  # (not tl.cdiv: see INTERPRETED)
-    pid_t, pid_e, pid_b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    g = pid_t // tiles
-    start_n = (pid_t % tiles) * BLOCK_T  # position in the chunk of the tile's first key
-    chunk_start = g.to(tl.int64) * C
-    chunk_len = tl.minimum(C, T - g * C)
-    offs_n = start_n + tl.arange(0, BLOCK_T)
-    offs_s = tl.arange(0, BLOCK_S)
-    offs_e = pid_e * BLOCK_E + tl.arange(0, BLOCK_E)
-    n_ok, s_ok, e_ok = offs_n < chunk_len, offs_s < S_DIM, offs_e < E_DIM
-    row_s = (pid_b.to(tl.int64) * T + chunk_start) * S_DIM
-    row_e = (pid_b.to(tl.int64) * T + chunk_start) * E_DIM
+    # the program's keys n (from start_n), one tile of value columns (grid axis 1)
+    pid_b, g, chunk_len, start_n, offs_n, n_ok, _, _, offs_s, s_ok, row_s, row_e = _chunk_program(
+        T, C, S_DIM, E_DIM, 2, BLOCK_T, BLOCK_T, BLOCK_S)
+    offs_e = tl.program_id(1) * BLOCK_E + tl.arange(0, BLOCK_E)
+    e_ok = offs_e < E_DIM
     acc = tl.full([BLOCK_T, BLOCK_E], 0.0, tl.float32)
     if HAS_LOCAL:
         k = tl.load(KQ + row_s + offs_n[:, None] * S_DIM + offs_s[None, :], mask=n_ok[:, None] & s_ok[None, :],
@@ -384,17 +373,9 @@ def _backward_dqk(QQ, KQ, V, DO, STATE, INV_N, BIAS, DQQ, DK32, DQL, DBIAS, T, C
                   stride_sb, stride_sg, stride_ss, stride_bm, stride_bn,
                   CAUSAL: tl.constexpr, HAS_LOCAL: tl.constexpr, HAS_GLOBAL: tl.constexpr, HAS_BIAS: tl.constexpr,
                   BLOCK_T: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_E: tl.constexpr, PRECISION: tl.constexpr):
-    tiles = (C + BLOCK_T - 1) // BLOCK_T  # (not tl.cdiv: see INTERPRETED)
-    pid_t, pid_b = tl.program_id(0), tl.program_id(1)
-    g = pid_t // tiles
-    start_m = (pid_t % tiles) * BLOCK_T
-    chunk_start = g.to(tl.int64) * C
-    chunk_len = tl.minimum(C, T - g * C)
-    offs_m = start_m + tl.arange(0, BLOCK_T)
-    offs_s = tl.arange(0, BLOCK_S)
-    m_ok, s_ok = offs_m < chunk_len, offs_s < S_DIM
-    row_s = (pid_b.to(tl.int64) * T + chunk_start) * S_DIM
-    row_e = (pid_b.to(tl.int64) * T + chunk_start) * E_DIM
+    # the program's queries m (from start_m), every value column
+    pid_b, g, chunk_len, start_m, offs_m, m_ok, _, _, offs_s, s_ok, row_s, row_e = _chunk_program(
+        T, C, S_DIM, E_DIM, 1, BLOCK_T, BLOCK_T, BLOCK_S)
     out_ptrs = row_s + offs_m[:, None] * S_DIM + offs_s[None, :]
     if HAS_GLOBAL:  # dq_lin = dout state_g^T / n_g
         dql = tl.full([BLOCK_T, BLOCK_S], 0.0, tl.float32)
@@ -440,8 +421,8 @@ def _forward_v2(QQ, KQ, QL, V, STATE, INV_N, BIAS, OUT, T, C, S_DIM, E_DIM, scal
     """out^T [value columns, the program's queries m] = v_g^T P^T + state_g^T (q_lin / n_g)^T, with
     P^T [BLOCK_C keys, BLOCK_T queries] computed once; one value tile per step."""
     # the program's queries m, every key n of the chunk
-    pid_b, g, offs_m, m_ok, offs_n, n_ok, offs_s, s_ok, row_s, row_e = _chunk_program(T, C, S_DIM, E_DIM, BLOCK_T,
-                                                                                      BLOCK_C, BLOCK_S)
+    pid_b, g, _, _, offs_m, m_ok, offs_n, n_ok, offs_s, s_ok, row_s, row_e = _chunk_program(
+        T, C, S_DIM, E_DIM, 1, BLOCK_T, BLOCK_C, BLOCK_S)
     if HAS_LOCAL:  # relu(S)^T [keys, queries]: the bias read transposed
         k, q, rt = _relu_tile(KQ, QQ, row_s, offs_n, offs_m, n_ok, m_ok, offs_s, s_ok, S_DIM, BIAS, stride_bn,
                               stride_bm, scale, CAUSAL, True, HAS_BIAS, PRECISION)
@@ -478,8 +459,8 @@ def _backward_v2(QQ, KQ, KL, V, DO, DSUF, BIAS, DV, DKQ, DKL, DS, T, C, S_DIM, E
     [BLOCK_C, BLOCK_T]; then dS, dk_quad^T = scale q_quad^T dS, and dS written to DS [B G, C, C] (torch takes
     dq_quad and d b_rel from it). No atomics."""
     # the program's keys n, every query m of the chunk
-    pid_b, g, offs_n, n_ok, offs_m, m_ok, offs_s, s_ok, row_s, row_e = _chunk_program(T, C, S_DIM, E_DIM, BLOCK_T,
-                                                                                      BLOCK_C, BLOCK_S)
+    pid_b, g, _, _, offs_n, n_ok, offs_m, m_ok, offs_s, s_ok, row_s, row_e = _chunk_program(
+        T, C, S_DIM, E_DIM, 1, BLOCK_T, BLOCK_C, BLOCK_S)
     if HAS_LOCAL:  # relu(S) [queries, keys]
         q, k, r = _relu_tile(QQ, KQ, row_s, offs_m, offs_n, m_ok, n_ok, offs_s, s_ok, S_DIM, BIAS, stride_bm,
                              stride_bn, scale, CAUSAL, False, HAS_BIAS, PRECISION)
