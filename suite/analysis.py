@@ -284,6 +284,23 @@ def resolve_variant(runs: pd.DataFrame, name: str) -> str | None:
     return name + "+compile" if name + "+compile" in cands else cands[0]
 
 
+def curves_by_run(curves: pd.DataFrame | None) -> dict[str, pd.DataFrame]:
+    """run_id -> that run's learning-curve rows (empty without curves)."""
+    if curves is None or curves.empty:
+        return {}
+    return {rid: g for rid, g in curves.groupby("run_id", sort=False)}
+
+
+def against_baseline(runs: pd.DataFrame, curves: pd.DataFrame | None,
+                     baseline: str) -> tuple[pd.DataFrame, str, dict[str, pd.DataFrame]] | None:
+    """What the per-step comparisons with a baseline start from: the finished training runs, the baseline's
+    resolved variant and the curves by run; None without the baseline or without curves."""
+    tr = train_runs(runs)
+    base_variant = resolve_variant(tr, baseline) if len(tr) else None
+    by_run = curves_by_run(curves)
+    return None if base_variant is None or not by_run else (tr, base_variant, by_run)
+
+
 # ---------------------------------------------------------------------------------- time to quality
 def time_to_quality(curve: pd.DataFrame, target_loss: float, x: str = "time_s") -> float:
     """Training time at which one run's best-so-far held-out loss first reaches ``target_loss``
@@ -349,8 +366,7 @@ def speedup_per_seed(runs: pd.DataFrame, curves: pd.DataFrame,
     base_variant = resolve_variant(tr, baseline) if len(tr) else None
     if base_variant is None:
         return pd.DataFrame(columns=SPEEDUP_SEED_COLUMNS)
-    curves = curves if curves is not None else pd.DataFrame(columns=["run_id", "time_s", "eval_loss"])
-    by_run = {rid: g for rid, g in curves.groupby("run_id", sort=False)} if len(curves) else {}
+    by_run = curves_by_run(curves)
     rows = []
     for key, group in tr.groupby(_GROUP + ["seed"], sort=True, dropna=False):
         base = group[group["variant"] == base_variant]
@@ -477,11 +493,10 @@ def quality_at_equal_steps(runs: pd.DataFrame, curves: pd.DataFrame,
     runs' held-out bits per byte at step m, read off their learning curves (`bpb_at_step`); delta =
     variant - baseline (negative: the variant is better per step). Aggregated over seeds, columns
     EQUAL_STEPS_COLUMNS; the baseline itself has no row."""
-    tr = train_runs(runs)
-    base_variant = resolve_variant(tr, baseline) if len(tr) else None
-    if base_variant is None or curves is None or curves.empty:
+    start = against_baseline(runs, curves, baseline)
+    if start is None:
         return pd.DataFrame(columns=EQUAL_STEPS_COLUMNS)
-    by_run = {rid: g for rid, g in curves.groupby("run_id", sort=False)}
+    tr, base_variant, by_run = start
     per_seed = []
     for key, group in tr.groupby(_GROUP + ["seed"], sort=True, dropna=False):
         base = group[group["variant"] == base_variant]
@@ -584,7 +599,7 @@ def quality_table(runs: pd.DataFrame, curves: pd.DataFrame | None = None) -> pd.
     tr = train_runs(runs)
     if tr.empty:
         return pd.DataFrame(columns=QUALITY_COLUMNS)
-    by_run = {rid: g for rid, g in curves.groupby("run_id", sort=False)} if curves is not None and len(curves) else {}
+    by_run = curves_by_run(curves)
     rows = []
     for key, g in tr.groupby(_GROUP + ["variant"], sort=False, dropna=False):
         bpb = _num(g, "final_bpb")
@@ -637,12 +652,11 @@ def quality_per_step(runs: pd.DataFrame, curves: pd.DataFrame,
     (the baseline run's final eval loss), baseline_steps (its steps), steps (the variant's steps to that
     loss, `steps_to_quality`; NaN and reached False if never), steps_ratio = baseline_steps / steps.
     The baseline against its own other seeds gives the seed noise; against itself (one seed) 1.0."""
-    tr = train_runs(runs)
-    base_variant = resolve_variant(tr, baseline) if len(tr) else None
-    if base_variant is None or curves is None or curves.empty:
+    start = against_baseline(runs, curves, baseline)
+    if start is None:
         return pd.DataFrame(columns=QUALITY_PER_STEP_COLUMNS)
+    tr, base_variant, by_run = start
     tr = tr.assign(options=_options_column(tr))
-    by_run = {rid: g for rid, g in curves.groupby("run_id", sort=False)}
     rows = []
     for key, group in tr.groupby(_GROUP, sort=True, dropna=False):
         bases = group[group["variant"] == base_variant]
@@ -836,11 +850,10 @@ def gap_along_training(runs: pd.DataFrame, curves: pd.DataFrame,
     """Each variant's held-out bits per byte minus the baseline's at every evaluation step of the variant's
     runs (the baseline read off its curve there, `bpb_at_step`), over every pair of seeds: mean, min and
     max per step. Where the gap changes sign is where the two cross (`last_crossing`)."""
-    tr = train_runs(runs)
-    base_variant = resolve_variant(tr, baseline) if len(tr) else None
-    if base_variant is None or curves is None or curves.empty:
+    start = against_baseline(runs, curves, baseline)
+    if start is None:
         return pd.DataFrame(columns=GAP_COLUMNS)
-    by_run = {rid: g for rid, g in curves.groupby("run_id", sort=False)}
+    tr, base_variant, by_run = start
     rows = []
     for key, group in tr.groupby(_GROUP, sort=True, dropna=False):
         bases = [by_run[r] for r in group.loc[group["variant"] == base_variant, "run_id"] if r in by_run]
@@ -881,6 +894,6 @@ __all__ = ["BASELINES", "OBJECTIVE_LABELS", "SPEEDUP_COLUMNS",
            "SPEED_ONLY_OPTIONS", "QUALITY_PER_STEP_COLUMNS", "STEP_TIME_COLUMNS", "PLATFORM_SPEEDUP_COLUMNS",
            "numerics_options", "quality_per_step", "platform_name", "platform_step_times", "platform_speedups",
            "BACKEND_COLUMNS", "RANKING_COLUMNS", "execution_name", "backend_table", "ranking_table",
-           "GAP_COLUMNS", "gap_along_training", "last_crossing",
+           "GAP_COLUMNS", "gap_along_training", "last_crossing", "curves_by_run", "against_baseline",
            "speedup_at_equal_quality", "speedup_table", "EQUAL_STEPS_COLUMNS", "bpb_at_step",
            "quality_at_equal_steps", "latency_table", "quality_table"]

@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
-from .analysis import (Variant, backend_table, context_label, gap_along_training, last_crossing, model_label, objective_label,
+from .analysis import (Variant, backend_table, curves_by_run, context_label, gap_along_training, last_crossing, model_label, objective_label,
                        platform_speedups, platform_step_times, quality_per_step, ranking_table, variants_of)
 from .figures import _RC, _context_axis, _legend, _model_handles, _new_figure, _one_line_style, _save, _style
 from .report import _fmt, load_results, markdown_table
@@ -308,7 +308,7 @@ def plot_quality_curves(runs: pd.DataFrame, curves: pd.DataFrame, times: pd.Data
     platforms = sorted(times["platform"].unique()) if times is not None else [None]
     index = ({(r["platform"], r["objective"], r["context"], r["size"], r["model"], r["options"]): r["ms_per_token"]
               for r in times.to_dict("records")} if times is not None else {})
-    by_run = {rid: g.sort_values("step") for rid, g in curves.groupby("run_id")}
+    by_run = {rid: g.sort_values("step") for rid, g in curves_by_run(curves).items()}
     solid = _one_line_style(list(dict.fromkeys(tr["variant"])), V)  # variants of one model told apart by style
     with matplotlib.rc_context(_RC):
         fig = _new_figure(len(platforms), len(panels), panel_w=3.4, panel_h=2.8)
