@@ -6,7 +6,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from suite.checkpoint import Checkpointing, LoopState
 from suite.runs import RunConfig
 from suite.store import ResultsStore
 
-from test_runner import ROOT, subprocess_env
+from test_runner import ROOT, sigkill_when, subprocess_env
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -115,22 +114,9 @@ def test_a_killed_sweep_resumes_its_run_from_the_last_checkpoint(tmp_path, corpu
     assert cli.main(sweep_args(corpus, ref, steps)) == 0
 
     cmd = [sys.executable, "run_all.py", *sweep_args(corpus, out, steps)]
-    log = tmp_path / "first.log"
-    with open(log, "w") as f:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, env=subprocess_env())
-        try:
-            deadline = time.monotonic() + 180
-            while not list((out / "checkpoints").glob("*.pt")):  # killed once the first checkpoint is there
-                assert proc.poll() is None, f"run_all.py ended before the kill:\n{log.read_text()}"
-                assert time.monotonic() < deadline, f"no checkpoint in time:\n{log.read_text()}"
-                time.sleep(0.02)
-            time.sleep(0.3)  # and a few steps further: a kill between checkpoints
-            proc.send_signal(signal.SIGKILL)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL
+    # killed a few steps after the first checkpoint: between checkpoints
+    assert sigkill_when(cmd, tmp_path / "first.log", lambda: list((out / "checkpoints").glob("*.pt")),
+                        "no checkpoint", after_s=0.3) == -signal.SIGKILL
     assert not ResultsStore(out).finished()  # the run was in flight
 
     proc2 = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env=subprocess_env())

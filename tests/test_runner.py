@@ -485,6 +485,27 @@ def subprocess_env() -> dict[str, str]:
     return env
 
 
+def sigkill_when(cmd: list[str], log: Path, ready, what: str, after_s: float = 0.0) -> int:
+    """Start `cmd` (run_all.py), SIGKILL it (no chance to clean up) `after_s` seconds after `ready()` first
+    holds; fail if it ends before, or if `ready()` does not hold within 3 minutes ("`what` in time").
+    Returns its exit status."""
+    with open(log, "w") as f:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, env=subprocess_env())
+        try:
+            deadline = time.monotonic() + 180
+            while not ready():
+                assert proc.poll() is None, f"run_all.py ended before the kill:\n{log.read_text()}"
+                assert time.monotonic() < deadline, f"{what} in time:\n{log.read_text()}"
+                time.sleep(0.02)
+            time.sleep(after_s)
+            proc.send_signal(signal.SIGKILL)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(timeout=60)
+    return proc.returncode
+
+
 def run_all_args(corpus: str, out: Path, models: str, budget: str) -> list[str]:
     return ["--preset", "smoke", "--models", models, "--contexts", "32", "--budget", budget,
             "--tokens-per-step", "512", "--corpus", corpus, "--out", str(out)]
@@ -502,21 +523,8 @@ def test_resume_after_kill(capsys, tmp_path, corpus):
 
     # first attempt: killed (SIGKILL, no chance to clean up) once the first run is on disk
     cmd = [sys.executable, "run_all.py", *args]
-    log1 = tmp_path / "first.log"
-    with open(log1, "w") as log:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=subprocess_env())
-        try:
-            deadline = time.monotonic() + 180
-            while not list((out / "runs").glob("*.json")):
-                assert proc.poll() is None, f"run_all.py ended before the kill:\n{log1.read_text()}"
-                assert time.monotonic() < deadline, f"no run finished in time:\n{log1.read_text()}"
-                time.sleep(0.05)
-            proc.send_signal(signal.SIGKILL)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL
+    assert sigkill_when(cmd, tmp_path / "first.log", lambda: list((out / "runs").glob("*.json")),
+                        "no run finished") == -signal.SIGKILL
     finished = ResultsStore(out).finished()
     assert finished and finished <= set(expected)
     before = {rid: (out / "runs" / f"{rid}.json").read_bytes() for rid in finished}
