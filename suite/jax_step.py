@@ -30,6 +30,7 @@ PyTorch can share the GPU.
 """
 from __future__ import annotations
 
+import dataclasses
 import gc
 import math
 import os
@@ -59,7 +60,6 @@ from .timing import is_oom  # noqa: E402
 from .checkpoint import Checkpointing  # noqa: E402
 from .train import BATCH_SEED_OFFSET, train  # noqa: E402
 
-BACKEND = "jax"
 ADAM_EPS = 1e-8   # torch.optim.AdamW's default
 CLIP_EPS = 1e-6   # torch.nn.utils.clip_grad_norm_: coefficient max_norm / (total_norm + 1e-6), at most 1
 COMPUTE_DTYPES = {"fp32": None, "bf16": "bfloat16"}  # RunConfig.precision -> implementations.jax dtype
@@ -242,7 +242,7 @@ def jax_fields(device: jax.Device | None) -> dict[str, Any]:
     """The columns that say how a JAX run ran (platform and device kind empty before a device is found)."""
     import jaxlib
 
-    return {"backend": BACKEND, "compile_mode": "jit", "jax_version": jax.__version__,
+    return {"compile_mode": "jit", "jax_version": jax.__version__,
             "jaxlib_version": jaxlib.__version__, "jax_platform": device.platform if device else "",
             "jax_device_kind": device.device_kind if device else "",
             "matmul_precision": str(jax.config.jax_default_matmul_precision or "default")}
@@ -259,6 +259,7 @@ def run_jax(cfg: RunConfig, data: Batches | None = None, progress=None, *, remat
     "auto" compiles the step with each of REMAT_AUTO in turn and keeps the first that fits the device
     (the row's jax_remat says which; compile_s counts every compile).
     Every failure (out of memory, a non-finite loss, an error) is a result row, never raised."""
+    cfg = dataclasses.replace(cfg, backend="jax")  # a run of this backend, whatever the caller's config said
     data = data if data is not None else random_batches(cfg)
     model_cfg = model_config(cfg, data.vocab_size)
     summary = base_summary(cfg, model_cfg, torch.device(D.resolve_device(cfg.device)), data)

@@ -16,7 +16,7 @@ from .runs import RunConfig
 from .timing import summarise
 
 
-BACKEND = "pytorch"  # the framework a run trained in
+BACKEND = "pytorch"  # the framework of every run recorded before RunConfig.backend existed (backfill)
 
 
 def compile_mode(compile: bool | str) -> str:
@@ -40,7 +40,7 @@ def base_summary(cfg: RunConfig, cfg_model: impl.ModelConfig, device: torch.devi
         "lr": cfg.lr, "schedule": "steps" if cfg.by_steps else "time",
         "train_flops_per_token": train_flops_per_token(cfg.model, cfg_model, cfg.context), "peak_tflops": peak,
         "device": str(device), "device_name": name, "precision": cfg.precision, "compile": cfg.compile,
-        "backend": BACKEND, "compile_mode": compile_mode(cfg.compile),
+        "backend": cfg.backend, "compile_mode": compile_mode(cfg.compile),
         "model_options": model_options_json(cfg.model_overrides().items()),
         "attention_kernel": ("peer" if impl.is_peer(cfg.model) else cfg_model.options.get("attention_kernel", "n/a")),
         "sdpa_backend": cfg.sdpa_backend or "default", "world_size": 1,
