@@ -2,7 +2,7 @@
 # Runs from a clean export of a commit (.data/tree.tgz: `git archive --format=tar --add-file=COMMIT HEAD |
 # gzip > .data/tree.tgz` with the commit hash in ./COMMIT), so uncommitted work never reaches a run. The
 # committed run files are copied into the sweep's folder first, so finished runs are skipped; the stages
-# run in order of value, each shared by the two GPUs (torchrun, one run per process); checkpoints every 3
+# run in order of value, each shared by the machine's GPUs (torchrun, one run per process); checkpoints every 3
 # minutes. Each call waits WAIT_S seconds (default 540) and archives the folder (checkpoints left out):
 #   bash experiments/2026-11-30-paper-figures/continue.sh start     # first call of a session
 #   bash experiments/2026-11-30-paper-figures/continue.sh wait      # the following calls
@@ -13,9 +13,10 @@ if [ "$1" = start ]; then
   mkdir -p /tmp/pf /tmp/tree && tar xzf .data/tree.tgz -C /tmp/tree
   cp .data/eltec_eng.jsonl.gz /tmp/pf/
   mkdir -p $OUT_DIR && cp -r /tmp/tree/results/nvidia-h200/paper-figures/runs $OUT_DIR/
-  ( cd /tmp/tree && source suite/gpu_env.sh )
+  ( cd /tmp/tree && source suite/gpu_env.sh )  # records env.txt into $OUT (no wheels needed here)
   export FLASH_REPRO_ELTEC=/tmp/pf/eltec_eng.jsonl.gz FLASH_REPRO_COMMIT=$(cat /tmp/tree/COMMIT)
-  SWEEP="torchrun --standalone --nproc_per_node 2 run_all.py --preset paper-figures --out $OUT_DIR --checkpoint-every 3m"
+  NPROC=$(nvidia-smi -L | wc -l)  # one process per GPU of the machine (the 2-, 4- or 8-GPU kinds)
+  SWEEP="torchrun --standalone --nproc_per_node $NPROC run_all.py --preset paper-figures --out $OUT_DIR --checkpoint-every 3m"
   ( cd /tmp/tree && setsid bash -c "
       $SWEEP --models flash,transformer_plus_plus --seeds 0 --objectives mlm
       $SWEEP --models flash_quad --seeds 0

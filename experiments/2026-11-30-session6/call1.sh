@@ -1,4 +1,7 @@
 # Session 6, call 1 (2 x H200, ~9.5 minutes): issue 13's JAX timing and issue 12's kernel and Liger timing.
+# Two mistakes, kept as they ran: FLASH_REPRO_COMMIT is exported after gpu_env.sh wrote env.txt (so env.txt says
+# "commit unknown"; the run files carry the commit), and both GPUs write sweeps into $S/fused-speed, so the
+# store's lock refused GPU 0's Liger sweep while GPU 1's ran (NOTES entry 18).
 # Runs from a clean export of a commit (.data/tree.tgz made by `git archive` with the hash in COMMIT) and the
 # carried wheels (.whl/: liger-kernel 0.8.5); writes under /tmp/s6, archived into $OUT/results.tgz every 15 s.
 #   GPU 0: experiments/2026-11-30-jax/time_jax.py (JAX vs compiled PyTorch), then Liger's fused linear +
