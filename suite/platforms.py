@@ -317,6 +317,11 @@ def plot_quality_curves(runs: pd.DataFrame, curves: pd.DataFrame, times: pd.Data
         for i, platform in enumerate(platforms):
             for j, (obj, ctx) in enumerate(panels):
                 ax = axes[i, j]
+                where = f", {platform}" if platform else ""
+                ax.set_title(f"{objective_label(obj)} {context_label(ctx)}{where}", fontsize=8)
+                n_lines = len(drawn)
+                if j == 0:
+                    ax.set_ylabel("held-out bits per byte")
                 for _, r in tr[(tr["objective"] == obj) & (tr["context"] == ctx)].iterrows():
                     c = by_run.get(r["run_id"])
                     mpt = 1.0 if platform is None else index.get((platform, obj, r["context"], r["size"], r["model"],
@@ -328,13 +333,14 @@ def plot_quality_curves(runs: pd.DataFrame, curves: pd.DataFrame, times: pd.Data
                         x = x * mpt * float(r["tokens_per_step"]) / 3.6e6
                     ax.plot(x, c["eval_bpb"].to_numpy(float), lw=1.2, **{**_style(V[r["variant"]], solid), "marker": None})
                     drawn.append(r["variant"])
+                if len(drawn) == n_lines:  # this platform timed none of this setting's models: say so
+                    ax.text(0.5, 0.5, "no step times\non this platform", transform=ax.transAxes, ha="center",
+                            va="center", color="0.45", fontsize=8)
+                    ax.tick_params(left=False, bottom=False, labelleft=j == 0, labelbottom=False)
+                    continue
                 ax.set_xscale("log")
                 ax.xaxis.set_minor_formatter(NullFormatter())
-                where = f", {platform}" if platform else ""
-                ax.set_title(f"{objective_label(obj)} {context_label(ctx)}{where}", fontsize=8)
                 ax.set_xlabel("training steps" if platform is None else "training cost (hours)")
-                if j == 0:
-                    ax.set_ylabel("held-out bits per byte")
         _legend(fig, _model_handles(list(dict.fromkeys(drawn)), V, solid=solid))
         if platform is None:
             fig.suptitle("Quality vs training steps (every seed; the same on any hardware)")
