@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import sys
 
 import numpy as np
@@ -213,6 +214,30 @@ def test_bf16_compute_stays_close_to_float32(name):
     assert out.dtype == jnp.bfloat16
     err = np.abs(np.asarray(out, dtype=np.float32) - ref).max() / np.abs(ref).max()
     assert 0 < err < 5e-2
+
+
+# the element types of a dot_general's two operands in StableHLO text: "(tensor<2x20x32xbf16>, tensor<...>)"
+DOT_OPERANDS = re.compile(r"stablehlo\.dot_general[^\n]*?: \(tensor<(?:\d+x)*([a-z]+\d+)>, tensor<(?:\d+x)*([a-z]+\d+)>\)")
+
+
+@pytest.mark.parametrize("name, causal, options", [
+    ("flash", True, {"chunk_prefix": "matmul"}), ("flash", True, {"chunk_prefix": "cumsum"}),
+    ("flash", False, {}), ("flash_quad", True, {})])
+def test_bf16_training_step_runs_every_gemm_in_bf16(name, causal, options):
+    """Under bf16 compute every matmul of the GAU models' forward and backward takes bf16 operands, as
+    PyTorch's autocast runs them: a float32 result requested anywhere (e.g. the chunk states) turns the
+    GEMMs of its backward into float32 GEMMs on float32 copies of [tokens, e] tensors."""
+    model = torch_model(name, causal=causal, dtype=torch.float32, **options)
+    apply, params = impl_jax.from_torch(model, dtype="bfloat16")
+    tokens, targets = (jnp.asarray(t.numpy()) for t in batch())
+
+    def loss(p):
+        return jax_step.loss_fn(apply(p, tokens), targets)[0]
+
+    hlo = jax.jit(jax.grad(loss)).lower(params).as_text()
+    operands = DOT_OPERANDS.findall(hlo)
+    assert len(operands) >= 3 * LAYERS  # the forward's and the backward's GEMMs were all found
+    assert {dtype for pair in operands for dtype in pair} == {"bf16"}, operands
 
 
 # --------------------------------------------------------------------------- 3. AdamW steps

@@ -197,20 +197,21 @@ def quadratic_attention(q, k, v, bias, norm: float, causal: bool):
 
 
 def exclusive_chunk_prefix(state, how: str, dtype):
-    """sum_{h<g} state[:, h] for every chunk g; state: [B, G, s, e] in >= float32 (attention/gau/chunk.py).
+    """sum_{h<g} state[:, h] for every chunk g; state: [B, G, s, e] (attention/gau/chunk.py).
 
-    "cumsum": a cumulative sum minus each chunk's own state, in the state's precision. "matmul": a strictly
-    lower-triangular [G, G] matrix of ones times the states, one GEMM in `dtype` (the compute dtype) with
-    float32 accumulation, as PyTorch's "matmul" form. "auto": matmul from PREFIX_MATMUL_MIN_CHUNKS chunks on.
-    Returned in `dtype`."""
+    "cumsum": a cumulative sum in >= float32 minus each chunk's own state. "matmul": a strictly
+    lower-triangular [G, G] matrix of ones times the states, one GEMM in `dtype` (the compute dtype; the
+    GPU's GEMM accumulates in float32 inside), as PyTorch's "matmul" form: its backward is a GEMM in `dtype`
+    too, where an explicit float32 result would make it a float32 GEMM. "auto": matmul from
+    PREFIX_MATMUL_MIN_CHUNKS chunks on. Returned in `dtype`."""
     G = state.shape[1]
     if how == "auto":
         how = "matmul" if G >= PREFIX_MATMUL_MIN_CHUNKS else "cumsum"
     if how == "cumsum":
-        return (jnp.cumsum(state, axis=1) - state).astype(dtype)
+        acc = state.astype(acc_dtype(state.dtype))
+        return (jnp.cumsum(acc, axis=1) - acc).astype(dtype)
     earlier = jnp.asarray(np.tri(G, k=-1), dtype=dtype)  # earlier[g, h] = 1 for h < g
-    return jnp.einsum("gh,bhse->bgse", earlier, state.astype(dtype),
-                      preferred_element_type=acc_dtype(dtype)).astype(dtype)
+    return jnp.einsum("gh,bhse->bgse", earlier, state.astype(dtype))
 
 
 def mixed_chunk_attention(q_quad, k_quad, q_lin, k_lin, v, bias, *, chunk: int, causal: bool, parts: str,
@@ -219,7 +220,8 @@ def mixed_chunk_attention(q_quad, k_quad, q_lin, k_lin, v, bias, *, chunk: int, 
 
     Padded with zeros to G chunks of C = min(chunk, T) tokens and reshaped to [B, G, C, .]:
       local_g  = relu(q_quad_g k_quad_g^T / chunk + b)^2 v_g            (causal: lower triangle)
-      state_h  = k_lin_h^T v_h, accumulated in >= float32
+      state_h  = k_lin_h^T v_h, in the compute dtype (as PyTorch's autocast GEMM; its sums over chunks
+                 run in >= float32, or as the prefix GEMM)
       global_g = q_lin_g (sum_{h<g} state_h) / n_g   causal (exclusive cumulative sum over chunks)
       global   = q_lin (sum_h state_h) / n           bidirectional
     n: global_norm "tokens" (g C causal, C for chunk 0, which sums nothing; T bidirectional), "chunk" (C;
@@ -235,8 +237,9 @@ def mixed_chunk_attention(q_quad, k_quad, q_lin, k_lin, v, bias, *, chunk: int, 
         local = quadratic_attention(qq, kq, vv, None if bias is None else bias[:C, :C], float(chunk), causal)
         if parts == "local":
             return local.reshape(B, G * C, -1)[:, :T]
-    acc = acc_dtype(v.dtype)
-    state = jnp.einsum("bgcs,bgce->bgse", kl, vv, preferred_element_type=acc)  # [B, G, s, e]
+    # [B, G, s, e] in the compute dtype: an explicit float32 result would make both GEMMs of its backward
+    # float32 GEMMs on float32 copies of k_lin and v
+    state = jnp.einsum("bgcs,bgce->bgse", kl, vv)
     if causal:
         state = exclusive_chunk_prefix(state, chunk_prefix, ql.dtype)
         if global_norm != "none":
@@ -245,7 +248,7 @@ def mixed_chunk_attention(q_quad, k_quad, q_lin, k_lin, v, bias, *, chunk: int, 
         out = jnp.einsum("bgcs,bgse->bgce", ql, state)
     else:
         n = 1.0 if global_norm == "none" else float(T)
-        state = (state.sum(axis=1) / n).astype(ql.dtype)  # [B, s, e]: one state for the whole sequence
+        state = (state.astype(acc_dtype(state.dtype)).sum(axis=1) / n).astype(ql.dtype)  # [B, s, e]: one for all
         out = jnp.einsum("bgcs,bse->bgce", ql, state)
     if local is not None:
         out = local + out
