@@ -16,12 +16,24 @@ version 1), "triton-v1" (triton_chunk.KERNEL_VERSION = "v1": the first version, 
    steps after warm-up.
 4. (last, budget allowing) the triton op (version 2) in bf16 at 2K causal with other tile sizes
    (triton_chunk.ChunkTiles): TILES, the first being triton_chunk's defaults.
-5. writes gpu_check.md (tables) and gpu_check.json (every number and every error message) to $OUT
+5. profile (last, budget allowing): at 2K, causal and bidirectional, bf16, the op's forward + backward for
+   triton (version 2) eager, torch compiled and torch eager: PROFILE_WARMUP calls, then torch.profiler (CPU
+   and CUDA activity) over PROFILE_CALLS calls. Per kernel name: launches, device time per op call (us), mean
+   per launch, share of the op's device time; the same by category (triton_chunk's kernels by function name,
+   cuBLAS / cutlass GEMMs, Inductor's triton_ kernels, aten copy / reduction / elementwise, other); the sum of
+   device time against the wall time per call (CUDA events, without the profiler: the difference is launch
+   gaps and host work); and the triton_chunk kernels as compiled (Triton's CompiledKernel after its first
+   launch: n_regs, n_spills, metadata.shared / num_warps / num_stages, checked in the sources of Triton 3.6
+   and 3.9), with the blocks per SM they allow and the waves of their grid. On the CPU (the dry run) the
+   profiler sees CPU activity only: CPU self times instead, with a note. Expected cost on an H200: 20-40 s
+   (two recompiles of the torch op, the profiler's start-up and trace processing).
+6. writes gpu_check.md (tables) and gpu_check.json (every number and every error message) to $OUT
    (default ./out).
 
 Every case catches its own exception (recorded, the rest goes on), and once --budget-s seconds have passed
-the remaining cases are skipped (recorded as such). Expected under 4 minutes on an H200 (most of it compiling
-the 8 compiled model variants). Run from the repository root:
+the remaining cases are skipped (recorded as such). Expected under 3 minutes on an H200 (session 6: 118 s for
+sections 1-4, most of it compiling the 8 compiled model variants, plus 20-40 s for section 5); the default
+budget, 270 s, is the earlier 230 s plus section 5's 40. Run from the repository root:
 
     python experiments/2026-11-30-fused-kernel/gpu_check.py            # on the GPU machine
     python experiments/2026-11-30-fused-kernel/gpu_check.py --cpu-dry-run   # tiny sizes, Triton's interpreter
@@ -31,6 +43,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import sys
 import time
@@ -68,6 +81,10 @@ TILE_T = 2048
 GRAD_NAMES = ("q_quad", "k_quad", "q_lin", "k_lin", "v", "bias")
 
 
+# left out of the line each case prints (the profile's tables go to gpu_check.md and .json)
+PRINT_LEFT_OUT = ("traceback", "kernels", "categories", "triton_metadata", "device_limits", "note")
+
+
 class Budget:
     def __init__(self, seconds: float):
         self.end = time.monotonic() + seconds
@@ -91,7 +108,7 @@ def run_case(results: list, budget: Budget, section: str, case: dict, fn) -> Non
         finally:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
-    print(json.dumps({k: v for k, v in row.items() if k != "traceback"}), flush=True)
+    print(json.dumps({k: v for k, v in row.items() if k not in PRINT_LEFT_OUT}, default=str), flush=True)
     results.append(row)
 
 
@@ -207,7 +224,8 @@ class Timer:
         return statistics.median(times)
 
 
-def op_time_case(T, causal, kernel, compiled, cfg, device, forward_only=False) -> dict:
+def op_call(T, causal, kernel, compiled, cfg, device, forward_only=False):
+    """One call of the op (forward + backward, or the forward alone) on fixed inputs, as a closure."""
     B = cfg["tokens"] // T
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     leaves, grad = op_inputs(B, T, cfg, device)
@@ -233,6 +251,11 @@ def op_time_case(T, causal, kernel, compiled, cfg, device, forward_only=False) -
         for x in xs:
             x.grad = None
 
+    return call
+
+
+def op_time_case(T, causal, kernel, compiled, cfg, device, forward_only=False) -> dict:
+    call = op_call(T, causal, kernel, compiled, cfg, device, forward_only)
     return {"ms": Timer(device)(call, WARMUP if device.type == "cuda" else 1, TIMED if device.type == "cuda" else 2)}
 
 
@@ -295,6 +318,285 @@ def step_case(T, causal, kernel, cfg, device) -> dict:
     return row
 
 
+# ------------------------------------------------------------------------------------------ 5. profile
+PROFILE_T = 2048
+PROFILE_CONFIGS = (("triton", "eager"), ("torch", "compiled"), ("torch", "eager"))  # per causal, causal first
+PROFILE_WARMUP, PROFILE_CALLS = 3, 5
+PROFILE_TOP = 15
+TRITON_CHUNK_KERNELS = ("_forward_v2", "_backward_v2", "_forward", "_backward_dv", "_backward_dqk")
+_TRITON_CHUNK_NAME = re.compile(r"^(?:triton_chunk\.)?(_forward_v2|_backward_v2|_backward_dqk|_backward_dv|_forward)"
+                                r"(?:_\d\w*)?$")  # (older Triton appended the signature, _0d1d2d...)
+# kernel names (lower case) by category, the first match wins; GPU kernel names and, in the dry run, aten ops
+CATEGORY_MARKS = (
+    ("copy / memset", ("memcpy", "memset", "copy", "catarray", "aten::to", "aten::_to_copy", "aten::contiguous",
+                       "aten::clone", "aten::cat", "pad")),
+    ("GEMM (cuBLAS / cutlass)", ("gemm", "cutlass", "xmma", "nvjet", "cublas", "wgmma", "splitkreduce", "sm90_",
+                                 "sm80_", "ampere_", "hopper_", "aten::mm", "aten::bmm", "aten::addmm",
+                                 "aten::baddbmm", "aten::matmul", "aten::linear")),
+    ("reduction / scan (aten)", ("reduce", "scan", "cub::", "aten::sum", "aten::cumsum", "aten::mean", "aten::amax")),
+    ("elementwise (aten)", ("elementwise", "pointwise", "aten::mul", "aten::add", "aten::sub", "aten::div",
+                            "aten::relu", "aten::pow", "aten::where", "aten::tril", "aten::triu", "aten::fill",
+                            "aten::zero", "aten::masked", "aten::neg", "aten::reciprocal")),
+)
+# sm_90 (H100 / H200) per-SM limits, where torch's device properties lack them
+SM90_LIMITS = dict(regs_per_multiprocessor=65536, shared_memory_per_multiprocessor=233472,
+                   max_threads_per_multi_processor=2048, warp_size=32)
+MAX_BLOCKS_PER_SM = 32
+
+
+def kernel_category(name: str) -> str:
+    m = _TRITON_CHUNK_NAME.match(name)
+    if m:
+        return f"triton_chunk {m.group(1)}"
+    if name.startswith("triton_"):
+        return "Inductor triton_ kernels"
+    low = name.lower()
+    for category, marks in CATEGORY_MARKS:
+        if any(mark in low for mark in marks):
+            return category
+    return "other"
+
+
+def short_kernel_name(name: str, width: int = 120) -> str:
+    """A C++ kernel name without its namespaces' noise (the full name is in gpu_check.json), cut to width."""
+    for noise in ("void ", "at::native::", "(anonymous namespace)::", "c10::", "std::", "at::"):
+        name = name.replace(noise, "")
+    return name if len(name) <= width else name[:width - 3] + "..."
+
+
+class LaunchSpy:
+    """Replaces triton_chunk's kernels (module globals, looked up at each launch) by proxies that record each
+    launch: the kernel's name, grid and keyword arguments, and the compiled kernel Triton's launcher returns
+    (CompiledKernel on a GPU; None under the interpreter). With annotate, each launch runs inside
+    torch.profiler.record_function("triton_chunk.<name>"), so that the interpreter's CPU time shows up."""
+
+    def __init__(self, annotate: bool = False):
+        self.annotate, self.launches = annotate, []
+
+    def __enter__(self):
+        self.saved = {n: getattr(triton_chunk, n) for n in TRITON_CHUNK_KERNELS if hasattr(triton_chunk, n)}
+        for name, fn in self.saved.items():
+            setattr(triton_chunk, name, _KernelProxy(name, fn, self))
+        return self
+
+    def __exit__(self, *exc):
+        for name, fn in self.saved.items():
+            setattr(triton_chunk, name, fn)
+
+
+class _KernelProxy:
+    def __init__(self, name, fn, spy: LaunchSpy):
+        self.name, self.fn, self.spy = name, fn, spy
+
+    def __getitem__(self, grid):
+        launcher = self.fn[grid]
+
+        def launch(*args, **kwargs):
+            if self.spy.annotate:
+                with torch.profiler.record_function(f"triton_chunk.{self.name}"):
+                    compiled = launcher(*args, **kwargs)
+            else:
+                compiled = launcher(*args, **kwargs)
+            self.spy.launches.append((self.name, tuple(grid), kwargs, compiled))
+            return compiled
+        return launch
+
+
+def device_limits(device) -> dict:
+    if device.type != "cuda":
+        return {}
+    props = torch.cuda.get_device_properties(device)
+    limits = {k: getattr(props, k, None) or v for k, v in SM90_LIMITS.items()}
+    limits["sms"] = props.multi_processor_count
+    limits["from torch"] = [k for k in SM90_LIMITS if getattr(props, k, None)]
+    return limits
+
+
+def kernel_metadata(name, grid, kwargs, compiled, limits) -> dict:
+    """What one launch of a triton_chunk kernel compiled to: Triton's CompiledKernel (3.x, checked against the
+    sources of 3.6 and 3.9) has n_regs, n_spills, n_max_threads (set when the binary is loaded, at the first
+    launch) and metadata (a namedtuple of the compile options and results: num_warps, num_stages, num_ctas,
+    maxnreg, shared bytes); every attribute read with a guard. Occupancy: CUDA's rules (registers allocated per
+    warp in units of 256, i.e. 8 per thread; 1 KiB of shared memory reserved per block), an estimate."""
+    row = {"kernel": name, "grid": list(grid), "programs": 1,
+           "constexprs": {k: v for k, v in kwargs.items() if isinstance(v, (bool, int, str)) and not k.startswith("num_")}}
+    for g in grid:
+        row["programs"] *= int(g)
+    for k in ("num_warps", "num_stages"):
+        if k in kwargs:
+            row[k] = kwargs[k]
+    if compiled is None or not hasattr(compiled, "metadata"):
+        row["note"] = "no compiled kernel (Triton's interpreter)" if DRY_RUN else "Triton returned no CompiledKernel"
+        return row
+    meta = compiled.metadata
+    for k in ("name", "num_warps", "num_stages", "num_ctas", "maxnreg", "shared"):
+        if getattr(meta, k, None) is not None:
+            row[k] = getattr(meta, k)
+    for k in ("n_regs", "n_spills", "n_max_threads"):
+        if getattr(compiled, k, None) is not None:
+            row[k] = getattr(compiled, k)
+    if "n_spills" in row:  # Triton's n_spills: CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES / 4 (local memory per thread)
+        row["local_bytes_per_thread"] = 4 * row["n_spills"]
+    warps, regs, shared = row.get("num_warps"), row.get("n_regs"), row.get("shared")
+    if limits and warps and regs is not None and shared is not None:
+        warp_size = limits["warp_size"]
+        per_warp = -(-max(regs, 1) * warp_size // 256) * 256
+        by_regs = limits["regs_per_multiprocessor"] // per_warp // warps
+        by_shared = limits["shared_memory_per_multiprocessor"] // (shared + 1024)
+        by_threads = limits["max_threads_per_multi_processor"] // (warps * warp_size)
+        blocks = min(by_regs, by_shared, by_threads, MAX_BLOCKS_PER_SM)
+        row["blocks_per_sm"] = {"registers": by_regs, "shared": by_shared, "threads": by_threads, "min": blocks}
+        row["occupancy_warps"] = f"{blocks * warps} / {limits['max_threads_per_multi_processor'] // warp_size}"
+        if blocks:
+            row["waves"] = row["programs"] / (limits["sms"] * blocks)
+    return row
+
+
+def profile_case(T, causal, kernel, mode, cfg, device) -> dict:
+    """The op's forward + backward under torch.profiler: per kernel its launches, device time per op call and
+    share; by category; the sum of device time against the wall time per call (the difference: launch gaps).
+    On the CPU (the dry run) the profiler sees CPU activity only: self CPU time of each aten op and of each
+    interpreted triton_chunk kernel (record_function around its launch) instead of device time."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity
+    cuda = device.type == "cuda"
+    call = op_call(T, causal, kernel, mode == "compiled", cfg, device)
+    warmup, calls = (PROFILE_WARMUP, PROFILE_CALLS) if cuda else (1, 2)  # (as profile_tables says)
+    with LaunchSpy() as spy:  # the warm-up (and compile): which triton_chunk kernels launch, compiled to what
+        for _ in range(warmup):
+            call()
+    if cuda:
+        torch.cuda.synchronize()
+    wall_ms = Timer(device)(call, 0, calls)  # as section 2 measures, without the profiler
+    limits = device_limits(device)
+    seen, metadata = set(), []
+    for name, grid, kwargs, compiled in spy.launches:
+        key = (name, grid, id(compiled) if compiled is not None else None)
+        if key not in seen:
+            seen.add(key)
+            metadata.append(kernel_metadata(name, grid, kwargs, compiled, limits))
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with LaunchSpy(annotate=not cuda):
+        with torch.profiler.profile(activities=activities) as prof:
+            t0 = time.perf_counter()
+            for _ in range(calls):
+                call()
+            if cuda:
+                torch.cuda.synchronize()
+            profiled_wall_us = 1e6 * (time.perf_counter() - t0) / calls
+    events = list(prof.events())
+    launch_api = [e for e in events if e.device_type == DeviceType.CPU
+                  and e.name.lstrip("_").startswith(("cudaLaunch", "cuLaunch"))]
+    if cuda:  # kernels, memcpy and memset on the device; not the GPU-side copies of user annotations
+        on_device = [e for e in events if e.device_type != DeviceType.CPU and not getattr(e, "is_user_annotation", False)
+                     and "annotation" not in str(getattr(e, "activity_type", "")).lower()]
+        timed = [(e.name, e.time_range.elapsed_us()) for e in on_device]
+    else:
+        on_device = []
+        timed = [(e.name, e.self_cpu_time_total) for e in events if e.device_type == DeviceType.CPU]
+    per_name = {}
+    for name, us in timed:
+        k = per_name.setdefault(name, {"launches": 0, "us": 0.0})
+        k["launches"] += 1
+        k["us"] += us
+    total = sum(k["us"] for k in per_name.values()) or 1e-30
+    kernels = sorted(({"name": name, "category": kernel_category(name), "launches_per_call": k["launches"] / calls,
+                       "us_per_call": k["us"] / calls, "us_per_launch": k["us"] / k["launches"],
+                       "share": k["us"] / total} for name, k in per_name.items()), key=lambda r: -r["us_per_call"])
+    categories = {}
+    for r in kernels:
+        c = categories.setdefault(r["category"], {"category": r["category"], "kernels": 0, "launches_per_call": 0.0,
+                                                  "us_per_call": 0.0, "share": 0.0})
+        c["kernels"] += 1
+        for k in ("launches_per_call", "us_per_call", "share"):
+            c[k] += r[k]
+    busy_us = total / calls
+    row = {"time": "device (CUDA kernels, memcpy, memset)" if cuda else "CPU self time (the profiler sees no device)",
+           "calls": calls, "busy_us_per_call": busy_us, "wall_us_per_call": 1000 * wall_ms,
+           "idle_share": max(0.0, 1 - busy_us / (1000 * wall_ms)), "profiled_wall_us_per_call": profiled_wall_us,
+           "launches_per_call": sum(r["launches_per_call"] for r in kernels),
+           "launch_api_calls_per_call": len(launch_api) / calls,
+           "launch_api_us_per_call": sum(e.self_cpu_time_total for e in launch_api) / calls,
+           "categories": sorted(categories.values(), key=lambda c: -c["us_per_call"]), "kernels": kernels,
+           "triton_metadata": metadata, "device_limits": limits}
+    if on_device:
+        row["device_span_us_per_call"] = (max(e.time_range.end for e in on_device)
+                                          - min(e.time_range.start for e in on_device)) / calls
+    if cuda and not on_device:
+        row["note"] = "the profiler recorded no device activity (CUPTI unavailable?): the device times are empty"
+    if not cuda:
+        row["note"] = ("CPU dry run: torch.profiler records CPU activity only, so every time here is CPU self time "
+                       "(aten ops; the interpreted triton_chunk kernels through record_function) and 'busy' is "
+                       "their sum, not device time; the compiled mode runs Inductor's C++ kernels")
+    return row
+
+
+def profile_tables(rows: list) -> list[str]:
+    if not rows:
+        return []
+    ok = [r for r in rows if r["status"] == "ok"]
+    calls, warmup = (PROFILE_CALLS, PROFILE_WARMUP) if not DRY_RUN else (2, 1)
+    lines = [f"## 5. profile: the op forward + backward at T {rows[0]['T']}, {'fp32' if DRY_RUN else 'bf16'}, "
+             f"{calls} calls under torch.profiler after {warmup} warm-up calls "
+             f"({'CPU self time: no device in the dry run' if DRY_RUN else 'device time'})", ""]
+    if any("note" in r for r in ok):
+        lines += [f"**Note:** {next(r['note'] for r in ok if 'note' in r)}", ""]
+    if DRY_RUN:
+        lines += ["busy: the sum of the ops' CPU self times per call (the interpreted kernels included); wall: "
+                  "perf_counter around one call without the profiler (median); idle = 1 - busy / wall (Python "
+                  "outside any op); profiled wall: the same under the profiler; launches: profiler events per call.", ""]
+    else:
+        lines += ["busy: the sum of the device's kernel (and memcpy / memset) times per call; wall: CUDA events "
+                  "around one call without the profiler (median, as section 2); idle = 1 - busy / wall (launch gaps, "
+                  "host work); span: first kernel start to last kernel end under the profiler, per call; launch API: "
+                  "cudaLaunch* / cuLaunch* calls seen on the CPU and their CPU time.", ""]
+    lines += ["| causal | kernel | mode | busy us | wall us | idle | profiled wall us | span us | launches | "
+              "launch API calls (CPU us) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        head = f"| {r['causal']} | {r['kernel']} | {r['mode']} |"
+        if r["status"] != "ok":
+            lines.append(f"{head} {r['status']} | | | | | | |")
+            continue
+        span = f"{r['device_span_us_per_call']:.0f}" if "device_span_us_per_call" in r else ""
+        lines.append(f"{head} {r['busy_us_per_call']:.0f} | {r['wall_us_per_call']:.0f} | {r['idle_share']:.0%} | "
+                     f"{r['profiled_wall_us_per_call']:.0f} | {span} | {r['launches_per_call']:.0f} | "
+                     f"{r['launch_api_calls_per_call']:.0f} ({r['launch_api_us_per_call']:.0f}) |")
+    lines.append("")
+    for r in ok:
+        lines += [f"### {r['T']} {'causal' if r['causal'] else 'bidirectional'}, {r['kernel']} {r['mode']}", "",
+                  "| category | kernels | launches / call | us / call | share |", "|---|---|---|---|---|"]
+        lines += [f"| {c['category']} | {c['kernels']} | {c['launches_per_call']:.1f} | {c['us_per_call']:.1f} | "
+                  f"{c['share']:.1%} |" for c in r["categories"]]
+        lines += ["", f"top {PROFILE_TOP} of {len(r['kernels'])}:", "",
+                  "| kernel | category | launches / call | us / call | us / launch | share |", "|---|---|---|---|---|---|"]
+        for k in r["kernels"][:PROFILE_TOP]:
+            name = short_kernel_name(k["name"]).replace("|", "\\|")
+            lines.append(f"| `{name}` | {k['category']} | {k['launches_per_call']:.1f} | {k['us_per_call']:.1f} | "
+                         f"{k['us_per_launch']:.1f} | {k['share']:.1%} |")
+        lines.append("")
+    meta = [(r, m) for r in ok for m in r["triton_metadata"]]
+    if meta:
+        lines += ["### triton_chunk kernels as compiled", "",
+                  "Triton's CompiledKernel after its first launch: n_regs (registers per thread), n_spills (local "
+                  "memory per thread in 4-byte words: spills), metadata.shared (bytes of shared memory per block), "
+                  "num_warps, num_stages. Blocks per SM: the least of what registers, shared memory and threads "
+                  "allow (CUDA's occupancy rules, an estimate); waves: programs / (SMs x blocks per SM).", "",
+                  "| causal | kernel | grid | constexprs | warps | stages | regs | spills | shared KiB | "
+                  "blocks / SM (regs, smem, threads) | warps / SM | waves |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r, m in meta:
+            consts = ", ".join(f"{k}={v}" for k, v in m["constexprs"].items() if k.startswith(("BLOCK", "CAUSAL")))
+            b = m.get("blocks_per_sm")
+            blocks = f"{b['min']} ({b['registers']}, {b['shared']}, {b['threads']})" if b else m.get("note", "")
+            shared = f"{m['shared'] / 1024:.0f}" if "shared" in m else ""
+            waves = f"{m['waves']:.2f}" if "waves" in m else ""
+            lines.append(f"| {r['causal']} | {m['kernel']} | {'x'.join(map(str, m['grid']))} | {consts} | "
+                         f"{m.get('num_warps', '')} | {m.get('num_stages', '')} | {m.get('n_regs', '')} | "
+                         f"{m.get('n_spills', '')} | {shared} | {blocks} | {m.get('occupancy_warps', '')} | {waves} |")
+        lines.append("")
+    return lines
+
+
 def check_table(checks: list, title: str) -> list[str]:
     if not checks:
         return []
@@ -349,14 +651,15 @@ def markdown(results: list, cfg: dict) -> str:
             fwd, bwd = (", ".join(map(str, k)) for k in r["tiles"])
             lines.append(f"| {fwd} | {bwd} | {format(r['ms'], '.3f') if r['status'] == 'ok' else r['status']} |")
         lines.append("")
+    lines += profile_tables([r for r in results if r["section"] == "profile"])
     return "\n".join(lines)
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--cpu-dry-run", action="store_true", help="tiny sizes on the CPU through Triton's interpreter")
-    p.add_argument("--budget-s", type=float, default=230.0, help="skip the cases left after this many seconds")
-    p.add_argument("--skip", nargs="*", default=[], choices=["check", "op", "step", "tiles"],
+    p.add_argument("--budget-s", type=float, default=270.0, help="skip the cases left after this many seconds")
+    p.add_argument("--skip", nargs="*", default=[], choices=["check", "op", "step", "tiles", "profile"],
                    help="sections to leave out")
     args = p.parse_args()
     cfg = CPU if args.cpu_dry_run else GPU
@@ -398,6 +701,12 @@ def main() -> int:
         for tiles in TILES:
             run_case(results, budget, "tiles", {"T": TILE_T if device.type == "cuda" else cfg["lengths"][-1],
                                                 "tiles": tiles}, lambda: tile_case(tiles, cfg, device))
+    if "profile" not in args.skip:
+        T = PROFILE_T if device.type == "cuda" else cfg["lengths"][-1]
+        for causal in (True, False):
+            for kernel, mode in PROFILE_CONFIGS:
+                run_case(results, budget, "profile", {"T": T, "causal": causal, "kernel": kernel, "mode": mode},
+                         lambda: profile_case(T, causal, kernel, mode, cfg, device))
     report = {"device": "cpu (interpreter)" if args.cpu_dry_run else torch.cuda.get_device_name(),
               "torch": torch.__version__, "triton": triton_chunk.triton.__version__, "sizes": cfg,
               "wall_s": time.monotonic() - t0, "results": results}
