@@ -18,6 +18,8 @@ Writes under --out (default: results/platforms):
     tables/platform_speedup.{csv,md}   the speedups, one table per platform, side by side in one file
     tables/step_times.{csv,md}         each platform's step times, with the run configuration and software
     tables/quality_per_step.{csv,md}   the hardware-independent half: steps to the baseline's quality
+    tables/claims.{csv,md}             the paper's claims: its number, ours, a verdict and its reason
+                                       (suite/claims.py; the README's claims table)
     tables/gap.{csv,md}                each model's bits per byte minus the baseline's along training (mean,
                                        range over seed pairs) and where they last crossed
     figures/gap_vs_steps.{png,svg}     that gap against training steps, one panel per objective and context
@@ -45,6 +47,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
+from .claims import claims_markdown, claims_table
 from .analysis import (Variant, backend_table, curves_by_run, context_label, gap_along_training, last_crossing, model_label, objective_label,
                        platform_speedups, platform_step_times, quality_per_step, ranking_table, variants_of)
 from .figures import _RC, _context_axis, _legend, _model_handles, _new_figure, _one_line_style, _save, _style
@@ -366,7 +369,9 @@ def write_platform_report(curves_folder: Path | None, time_roots: list[Path], ou
         tab = platform_speedups(runs, curves, times, baseline)
         q = quality_per_step(runs, curves, baseline)
         gap = gap_along_training(runs, curves, baseline)
+        claims = claims_table(runs, curves, tab, times, baseline)
         docs += [("platform_speedup", tab, speedup_markdown(tab, times)),
+                 ("claims", claims, "## The paper's claims against these curves\n\n" + claims_markdown(claims)),
                  ("quality_per_step", q, _table_md("Steps to the baseline's final quality, per seed pair", q)),
                  ("gap", gap, gap_markdown(gap))]
         figures += plot_gap(gap, out / "figures")

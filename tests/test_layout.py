@@ -22,6 +22,7 @@ LAYERS = [
     ("results on disk", {"store"}),
     ("sweeps", {"sweep"}),
     ("tables", {"analysis"}),
+    ("the paper's claims", {"claims"}),
     ("figures", {"figures"}),
     ("report", {"report"}),
     ("command line", {"cli"}),
