@@ -7,7 +7,8 @@ claims table is that file's table (tests/test_claims.py checks they agree).
 
 Rules, per setting (objective, context):
   speedup claims    faster where the lowest speedup over seed pairs is above 1, slower where the highest is
-                    below 1, level where the range holds 1 (several pairs only). "reproduced": faster at
+                    below 1 or no pair reached the baseline's final quality within the run, level where the
+                    range holds 1 or only some pairs reached it. "reproduced": faster at
                     every context measured; "partly": at some; "not reproduced": at none. The reason says
                     where ours lies against the paper's range, and the steps ratio (quality per step) and
                     step-time ratio (the platform) it is made of.
@@ -71,7 +72,7 @@ def _seeds_note(n_pairs: int) -> str:
 def _speedup_rows(tab: pd.DataFrame, objective: str, model: str = "flash") -> list[dict]:
     claim = ("FLASH trains faster than Transformer++ at equal quality, "
              + ("causal LM" if objective == "clm" else "masked LM"))
-    sel = tab[(tab["model"] == model) & (tab["objective"] == objective) & tab["speedup_mean"].notna()]
+    sel = tab[(tab["model"] == model) & (tab["objective"] == objective)]
     if sel.empty:
         return [{"claim": claim, "paper": PAPER_SPEEDUP_TEXT[objective], "platform": "-", "ours": "no runs yet",
                  "verdict": "open", "reason": "no learning curves of both models", "n_pairs": 0}]
@@ -79,12 +80,18 @@ def _speedup_rows(tab: pd.DataFrame, objective: str, model: str = "flash") -> li
     rows = []
     for platform, g in sel.groupby("platform", sort=True):
         g = g.sort_values("context")
-        cells, faster, slower, level, above, below = [], [], [], [], [], []
+        cells, faster, slower, level, above, below, short = [], [], [], [], [], [], []
         for r in g.to_dict("records"):
             ctx = context_label(r["context"])
+            if not r["n_reached"]:  # no pair reached the baseline's final quality within the run
+                cells.append(f"never at the baseline's quality at {ctx}")
+                slower.append(ctx)
+                continue
+            if r["n_reached"] < r["n_pairs"]:
+                short.append(f"{ctx} ({r['n_pairs'] - r['n_reached']} of {r['n_pairs']} pairs)")
             rng = f" [{r['speedup_min']:.2f}, {r['speedup_max']:.2f}]" if r["n_pairs"] > 1 else ""
             cells.append(f"{r['speedup_mean']:.2f}x{rng} at {ctx}")
-            if r["speedup_min"] > 1:
+            if r["speedup_min"] > 1 and r["n_reached"] == r["n_pairs"]:
                 faster.append(ctx)
             elif r["speedup_max"] < 1:
                 slower.append(ctx)
@@ -98,8 +105,11 @@ def _speedup_rows(tab: pd.DataFrame, objective: str, model: str = "flash") -> li
         parts = [f"faster at {_list(faster)}" if faster else "", f"slower at {_list(slower)}" if slower else "",
                  f"range holds 1 at {_list(level)}" if level else "",
                  f"above the paper's range at {_list(above)}" if above else "",
-                 f"below the paper's range at {_list(below)}" if below else ""]
-        parts.append(f"steps ratio {_span(g['steps_ratio_mean'])}, step-time ratio {_span(g['step_time_ratio'])}")
+                 f"below the paper's range at {_list(below)}" if below else "",
+                 f"some seed pairs never reached the baseline's quality at {_list(short)} (counted level)" if short else ""]
+        if g["steps_ratio_mean"].notna().any():
+            parts.append(f"steps ratio {_span(g['steps_ratio_mean'].dropna())}, "
+                         f"step-time ratio {_span(g['step_time_ratio'])}")
         n_pairs = int(g["n_pairs"].min())
         rows.append({"claim": claim, "paper": PAPER_SPEEDUP_TEXT[objective], "platform": platform,
                      "ours": ", ".join(cells), "verdict": verdict,

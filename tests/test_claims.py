@@ -83,6 +83,17 @@ def test_speedup_verdicts_follow_the_range_over_seed_pairs():
     assert mlm["verdict"] == "open" and mlm["ours"] == "no runs yet"
 
 
+def test_a_model_that_never_reaches_the_baseline_is_slower_there():
+    runs, curves = quality_runs({"flash": -0.01})
+    tab = pd.DataFrame([speedup("GPU", 512, 1.5, 1.4, 1.6),
+                        speedup("GPU", 2048, 1.5, 1.4, 1.6) | {"n_reached": 2},   # 2 of 4 pairs reached
+                        speedup("GPU", 8192, math.nan, math.nan, math.nan) | {"n_reached": 0}])
+    row = row_of(claims_table(runs, curves, tab, empty_times()), "causal LM", "GPU")
+    assert row["verdict"] == "partly" and "faster at 512" in row["reason"] and "slower at 8K" in row["reason"]
+    assert "never reached the baseline's quality at 2K (2 of 4 pairs)" in row["reason"]
+    assert "never at the baseline's quality at 8K" in row["ours"]
+
+
 def test_one_seed_is_provisional():
     runs, curves = quality_runs({"flash": -0.01}, seeds=(0,))
     claims = claims_table(runs, curves, pd.DataFrame([speedup("GPU", 2048, 1.2, 1.2, 1.2, n_pairs=1)]), empty_times())
