@@ -1,6 +1,7 @@
 """Profile training steps of one model: where the time goes, by kernel and by kind of work.
 
     python -m suite.profile --model flash --context 2048 [--compile | --compile-mode MODE] [--size base] [--steps 2]
+                            [--size quality --vocab-size 257]   # the paper-figures shapes
                             [--set KEY=VALUE ...] [--kernels N] [--out FILE]
 
 The output has three parts: the profiler's table of the most expensive ops and kernels (each kernel
@@ -109,7 +110,7 @@ def profile_step(cfg: RunConfig, rows: int = 25, steps: int = 2, kernels: int = 
     averages = prof.key_averages()
     key = "self_cuda_time_total" if cuda else "self_cpu_time_total"
     head = (f"# {cfg.label()} compile={cfg.compile} size={cfg.size} tokens/step={cfg.tokens_per_step} "
-            f"({steps} steps)\n")
+            f"vocab={data.vocab_size} ({steps} steps)\n")
     # kernels only on a GPU (ops would count their kernels twice); ops' self time on a CPU
     events = [(e.key, _self_time(e, cuda), e.count) for e in averages
               if (e.device_type == DeviceType.CUDA) == cuda]
@@ -125,6 +126,8 @@ def main(argv=None) -> int:
     p.add_argument("--objective", default="clm")
     p.add_argument("--size", default="base")
     p.add_argument("--tokens-per-step", type=int, default=65536)
+    p.add_argument("--vocab-size", type=int, default=32768,
+                   help="random tokens over this vocabulary (257: the byte vocabulary of the quality presets)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--compile", action="store_true")
     p.add_argument("--compile-mode", choices=COMPILE_MODES, help="torch.compile with this mode (implies --compile)")
@@ -141,7 +144,8 @@ def main(argv=None) -> int:
         p.error(f"--device {a.device}: {exc}")
     try:  # an unknown model or option, or an impossible size: a usage error, before any work
         cfg = RunConfig(model=a.model, context=a.context, objective=a.objective, kind="speed", size=a.size,
-                        tokens_per_step=a.tokens_per_step, device=a.device, compile=a.compile_mode or a.compile,
+                        tokens_per_step=a.tokens_per_step, vocab_size=a.vocab_size, device=a.device,
+                        compile=a.compile_mode or a.compile,
                         precision="bf16" if a.device.startswith("cuda") else "fp32",
                         overrides=tuple(dict(a.model_overrides or []).items()))
         check([cfg])

@@ -45,9 +45,10 @@ def test_kernel_table_is_per_step_largest_first_and_capped():
 def test_cpu_profile_of_a_tiny_model_writes_the_breakdown(tmp_path):
     out = tmp_path / "p.txt"
     assert main(["--model", "flash", "--context", "64", "--size", "tiny", "--tokens-per-step", "256",
-                 "--device", "cpu", "--steps", "1", "--set", "chunk=16", "--out", str(out)]) == 0
+                 "--vocab-size", "257", "--device", "cpu", "--steps", "1", "--set", "chunk=16", "--out", str(out)]) == 0
     text = out.read_text()
     assert text.startswith("# speed:flash[chunk=16]:clm:T=64")
+    assert "vocab=257" in text.splitlines()[0]
     assert "## Per training step, by kind of work (CPU ops, self time)" in text
     assert "| matmul |" in text and "| total |" in text
     assert "most expensive of" in text

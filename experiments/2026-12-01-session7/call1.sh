@@ -6,7 +6,9 @@
 #   both GPUs: experiments/2026-12-01-jax-profile/profile_jax.py (one lane per GPU, --budget-s 300)
 #   then GPU 0: gpu_check.py's profile section alone; CUDA graphs (reduce-overhead) at the quality size beside
 #               plain compiled, FLASH and Transformer++ at 2K, in one folder
-#   and  GPU 1: Liger's fused linear + cross-entropy beside the plain loss at the base size, 2K, in its own folder
+#   and  GPU 1: Liger's fused linear + cross-entropy beside the plain loss at the base size, 2K, in its own folder;
+#               then profiles of compiled FLASH and Transformer++ at the quality size, 2K (issue 12's target
+#               there: FLASH's step no slower than Transformer++'s; session 6: 59.9 against 41.7 ms)
 S=/tmp/s7
 mkdir -p $S /tmp/tree && tar xzf .data/tree.tgz -C /tmp/tree && cp -r .whl /tmp/tree/
 cd /tmp/tree
@@ -26,6 +28,11 @@ G0=$!
   SP="--preset gpu-speed --objectives clm --contexts 2048 --models flash,transformer_plus_plus --no-variants --compile --out $S/liger"
   timeout 90 python3 run_all.py $SP
   timeout 120 python3 run_all.py $SP --loss liger
+  mkdir -p $S/profiles
+  for m in flash transformer_plus_plus; do
+    timeout 60 python3 -m suite.profile --model $m --size quality --vocab-size 257 --context 2048 --compile \
+      --out $S/profiles/${m}_quality_2048_compiled.txt > /dev/null
+  done
 ) > $S/log-gpu1.txt 2>&1 &
 G1=$!
 ( sleep 560; pkill -f run_all.py; pkill -f gpu_check.py; pkill -f profile_jax.py ) &
