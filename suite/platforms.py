@@ -39,13 +39,14 @@ the tables say "not measured" for it.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib.ticker import FuncFormatter, NullFormatter
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator
 
 from .claims import claims_markdown, claims_table
 from .analysis import (Variant, backend_table, curves_by_run, context_label, gap_along_training, last_crossing, model_label, objective_label,
@@ -261,9 +262,13 @@ def plot_backends(tab: pd.DataFrame, out_dir: Path) -> list[Path]:
         return _save(fig, out_dir, "backends")
 
 
+SPEEDUP_TICKS = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0, 64.0, 128.0)
+
+
 def plot_platform_speedup(tab: pd.DataFrame, out_dir: Path) -> list[Path]:
     """Speedup at equal quality vs context: rows objectives, columns platforms, one line per model with
-    its range over seed pairs."""
+    its range over seed pairs. The speedup axis is logarithmic (a ratio: 0.5x and 2x lie as far from 1x),
+    shared within an objective; a platform with no step times for an objective says so."""
     if tab.empty:
         return []
     import matplotlib
@@ -271,12 +276,29 @@ def plot_platform_speedup(tab: pd.DataFrame, out_dir: Path) -> list[Path]:
     objs, platforms = list(dict.fromkeys(tab["objective"])), list(dict.fromkeys(tab["platform"]))
     with matplotlib.rc_context(_RC):
         fig = _new_figure(len(objs), len(platforms))
-        axes = fig.subplots(len(objs), len(platforms), squeeze=False, sharey=True)
-        axes[0, 0].set_ylim(0, max(1.2, float(np.nanmax(tab["speedup_max"].to_numpy(float))) * 1.1))
+        axes = fig.subplots(len(objs), len(platforms), squeeze=False, sharey="row")
         for i, obj in enumerate(objs):
+            values = tab.loc[tab["objective"] == obj, ["speedup_min", "speedup_max"]].to_numpy(float)
+            values = values[np.isfinite(values) & (values > 0)]
+            lo, hi = (min(0.8, values.min() / 1.15), max(1.25, values.max() * 1.15)) if values.size else (0.5, 2.0)
+            axes[i, 0].set_yscale("log", base=2)
+            axes[i, 0].set_ylim(lo, hi)
+            ticks = [v for v in SPEEDUP_TICKS if lo <= v <= hi]
+            if len(ticks) > 8:  # a wide range: powers of two only
+                ticks = [v for v in ticks if math.log2(v).is_integer()]
+            axes[i, 0].yaxis.set_major_locator(FixedLocator(ticks))
+            axes[i, 0].yaxis.set_minor_locator(NullLocator())
             for j, platform in enumerate(platforms):
                 ax = axes[i, j]
                 d = tab[(tab["objective"] == obj) & (tab["platform"] == platform)]
+                ax.set_title(f"{objective_label(obj)}, {platform}")
+                if j == 0:
+                    ax.set_ylabel("speedup at equal quality (x)")
+                if d.empty:
+                    ax.text(0.5, 0.5, "no step times\non this platform", transform=ax.transAxes, ha="center",
+                            va="center", color="0.45", fontsize=9)
+                    ax.tick_params(bottom=False, labelbottom=False)
+                    continue
                 for v, g in d.groupby("variant", sort=False):
                     g = g.sort_values("context")
                     x, y = g["context"].to_numpy(float), g["speedup_mean"].to_numpy(float)
@@ -284,11 +306,9 @@ def plot_platform_speedup(tab: pd.DataFrame, out_dir: Path) -> list[Path]:
                     ax.errorbar(x, y, yerr=np.nan_to_num(err), capsize=2, lw=1.6, ms=5, **_style(V[v], solid=True))
                 ax.axhline(1.0, color="0.4", lw=0.8, ls="--")
                 ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}x"))
+                ax.yaxis.set_minor_formatter(NullFormatter())
                 _context_axis(ax, tab["context"])
-                ax.set_title(f"{objective_label(obj)}, {platform}")
                 ax.set_xlabel("context length")
-                if j == 0:
-                    ax.set_ylabel("speedup at equal quality (x)")
         _legend(fig, _model_handles(list(dict.fromkeys(tab["variant"])), V, solid=True))
         fig.suptitle("Speedup over the baseline at its final quality, per platform (range over seed pairs)")
         return _save(fig, out_dir, "platform_speedup")
