@@ -9,7 +9,9 @@ Rules, per setting (objective, context):
   speedup claims    faster where the lowest speedup over seed pairs is above 1, slower where the highest is
                     below 1 or no pair reached the baseline's final quality within the run, level where the
                     range holds 1 or only some pairs reached it. "reproduced": faster at
-                    every context measured; "partly": at some; "not reproduced": at none. The reason says
+                    every context measured; "partly": at some; "not reproduced": at none and slower at
+                    some; "not established": level everywhere. One row per platform (and per variant of
+                    the model where a platform timed several, e.g. two backends). The reason says
                     where ours lies against the paper's range, and the steps ratio (quality per step) and
                     step-time ratio (the platform) it is made of.
   quality claims    a final difference in bits per byte counts only beyond the end-of-run noise
@@ -78,8 +80,10 @@ def _speedup_rows(tab: pd.DataFrame, objective: str, model: str = "flash") -> li
                  "verdict": "open", "reason": "no learning curves of both models", "n_pairs": 0}]
     low, high = PAPER_SPEEDUP[objective]
     rows = []
-    for platform, g in sel.groupby("platform", sort=True):
+    n_variants = sel.groupby("platform")["variant"].nunique()
+    for (platform, variant), g in sel.groupby(["platform", "variant"], sort=True):
         g = g.sort_values("context")
+        where = platform if n_variants[platform] == 1 else f"{platform}, {variant}"  # e.g. two backends
         cells, faster, slower, level, above, below, short = [], [], [], [], [], [], []
         for r in g.to_dict("records"):
             ctx = context_label(r["context"])
@@ -101,7 +105,8 @@ def _speedup_rows(tab: pd.DataFrame, objective: str, model: str = "flash") -> li
                 above.append(ctx)
             elif r["speedup_max"] < low:
                 below.append(ctx)
-        verdict = "reproduced" if len(faster) == len(g) else "partly" if faster else "not reproduced"
+        verdict = ("reproduced" if len(faster) == len(g) else "partly" if faster
+                   else "not reproduced" if slower else "not established")
         parts = [f"faster at {_list(faster)}" if faster else "", f"slower at {_list(slower)}" if slower else "",
                  f"range holds 1 at {_list(level)}" if level else "",
                  f"above the paper's range at {_list(above)}" if above else "",
@@ -111,7 +116,7 @@ def _speedup_rows(tab: pd.DataFrame, objective: str, model: str = "flash") -> li
             parts.append(f"steps ratio {_span(g['steps_ratio_mean'].dropna())}, "
                          f"step-time ratio {_span(g['step_time_ratio'])}")
         n_pairs = int(g["n_pairs"].min())
-        rows.append({"claim": claim, "paper": PAPER_SPEEDUP_TEXT[objective], "platform": platform,
+        rows.append({"claim": claim, "paper": PAPER_SPEEDUP_TEXT[objective], "platform": where,
                      "ours": ", ".join(cells), "verdict": verdict,
                      "reason": "; ".join(p for p in parts if p) + _seeds_note(n_pairs), "n_pairs": n_pairs})
     return rows

@@ -70,7 +70,9 @@ def test_speedup_verdicts_follow_the_range_over_seed_pairs():
     tab = pd.DataFrame([speedup("GPU", 512, 0.8, 0.7, 0.9), speedup("GPU", 2048, 1.05, 0.95, 1.2),
                         speedup("GPU", 8192, 1.7, 1.5, 1.9),
                         speedup("CPU", 512, 1.3, 1.25, 1.4), speedup("CPU", 2048, 6.0, 5.5, 6.5),
-                        speedup("TPU", 2048, 0.9, 0.85, 0.95)])
+                        speedup("TPU", 2048, 0.9, 0.85, 0.95),
+                        speedup("XPU", 2048, 1.0, 0.9, 1.1),
+                        speedup("XPU", 2048, 1.2, 1.1, 1.3) | {"variant": "flash+jax"}])
     claims = claims_table(runs, curves, tab, empty_times())
     gpu = row_of(claims, "faster than Transformer.. at equal quality, causal", "GPU")
     assert gpu["verdict"] == "partly"
@@ -79,6 +81,9 @@ def test_speedup_verdicts_follow_the_range_over_seed_pairs():
     cpu = row_of(claims, "faster than Transformer.. at equal quality, causal", "CPU")
     assert cpu["verdict"] == "reproduced" and "above the paper's range at 2K" in cpu["reason"]
     assert row_of(claims, "faster than Transformer.. at equal quality, causal", "TPU")["verdict"] == "not reproduced"
+    # two variants of FLASH on one platform (two backends): a row each, named
+    assert row_of(claims, "causal LM", "XPU, flash+compile")["verdict"] == "not established"
+    assert row_of(claims, "causal LM", "XPU, flash+jax")["verdict"] == "reproduced"
     mlm = row_of(claims, "masked LM")
     assert mlm["verdict"] == "open" and mlm["ours"] == "no runs yet"
 
