@@ -14,7 +14,8 @@ mkdir -p $S /tmp/tree && tar xzf .data/tree.tgz -C /tmp/tree && cp -r .whl /tmp/
 cd /tmp/tree
 export FLASH_REPRO_COMMIT=$(cat COMMIT)
 source suite/gpu_env.sh
-(while sleep 15; do tar czf $OUT/results.tgz -C $S . 2>/dev/null; done) &
+# the JAX traces (up to 15 MiB) travel as their own file: a file comes back only up to 16 MiB
+(while sleep 15; do tar czf $OUT/results.tgz --exclude profile_traces.tgz -C $S . 2>/dev/null; done) &
 BG=$!
 OUT=$S/jax-profile timeout 360 python3 experiments/2026-12-01-jax-profile/profile_jax.py --budget-s 300 > $S/log-jax-profile.txt 2>&1
 ( export CUDA_VISIBLE_DEVICES=0
@@ -38,6 +39,8 @@ G1=$!
 ( sleep 560; pkill -f run_all.py; pkill -f gpu_check.py; pkill -f profile_jax.py ) &
 wait $G0 $G1
 kill $BG 2>/dev/null; sleep 1
-tar czf $OUT/results.tgz -C $S .
+tar czf $OUT/results.tgz --exclude profile_traces.tgz -C $S .
 cp $S/log-*.txt $OUT/
+cp $S/jax-profile/profile_traces.tgz $OUT/ 2>/dev/null
+ls -la $OUT
 grep -hE " ok | oom|rror|Traceback|^\| (flash|transformer)" $S/log-*.txt | cut -c1-200 | tail -60
