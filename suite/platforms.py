@@ -262,6 +262,13 @@ def plot_backends(tab: pd.DataFrame, out_dir: Path) -> list[Path]:
         return _save(fig, out_dir, "backends")
 
 
+def _say_no_step_times(ax, fontsize: float, **ticks) -> None:
+    """A panel whose platform timed none of its models: a note in place of lines, and its ticks as `ticks`."""
+    ax.text(0.5, 0.5, "no step times\non this platform", transform=ax.transAxes, ha="center", va="center",
+            color="0.45", fontsize=fontsize)
+    ax.tick_params(**ticks)
+
+
 SPEEDUP_TICKS = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0, 64.0, 128.0)
 
 
@@ -295,9 +302,7 @@ def plot_platform_speedup(tab: pd.DataFrame, out_dir: Path) -> list[Path]:
                 if j == 0:
                     ax.set_ylabel("speedup at equal quality (x)")
                 if d.empty:
-                    ax.text(0.5, 0.5, "no step times\non this platform", transform=ax.transAxes, ha="center",
-                            va="center", color="0.45", fontsize=9)
-                    ax.tick_params(bottom=False, labelbottom=False)
+                    _say_no_step_times(ax, 9, bottom=False, labelbottom=False)
                     continue
                 for v, g in d.groupby("variant", sort=False):
                     g = g.sort_values("context")
@@ -357,9 +362,7 @@ def plot_quality_curves(runs: pd.DataFrame, curves: pd.DataFrame, times: pd.Data
                     ax.plot(x, c["eval_bpb"].to_numpy(float), lw=1.2, **{**_style(V[r["variant"]], solid), "marker": None})
                     drawn.append(r["variant"])
                 if len(drawn) == n_lines:  # this platform timed none of this setting's models: say so
-                    ax.text(0.5, 0.5, "no step times\non this platform", transform=ax.transAxes, ha="center",
-                            va="center", color="0.45", fontsize=8)
-                    ax.tick_params(left=False, bottom=False, labelleft=j == 0, labelbottom=False)
+                    _say_no_step_times(ax, 8, left=False, bottom=False, labelleft=j == 0, labelbottom=False)
                     continue
                 ax.set_xscale("log")
                 ax.xaxis.set_minor_formatter(NullFormatter())
