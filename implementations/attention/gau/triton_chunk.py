@@ -197,13 +197,20 @@ def _scores(q, k, bias_ptr, offs_m, offs_n, m_ok, n_ok, stride_bm, stride_bn, sc
 
 
 @triton.jit
+def _rows_s(P, row_s, offs, ok, offs_s, s_ok, S_DIM):
+    """The [rows, BLOCK_S] tile of a [tokens, s] tensor P at rows `offs` of the chunk whose first element is
+    row_s, zero outside the chunk (`ok`) and past s (`s_ok`)."""
+    return tl.load(P + row_s + offs[:, None] * S_DIM + offs_s[None, :], mask=ok[:, None] & s_ok[None, :], other=0.0)
+
+
+@triton.jit
 def _relu_tile(A, B, row_s, offs_a, offs_b, a_ok, b_ok, offs_s, s_ok, S_DIM, bias_ptr, stride_ba, stride_bb, scale,
                CAUSAL: tl.constexpr, KEYS_FIRST: tl.constexpr, HAS_BIAS: tl.constexpr, PRECISION: tl.constexpr):
     """The tiles a [rows of A, s] and b [rows of B, s] of one chunk (row_s: its first element) and relu(S)
     [rows of A, rows of B] in fp32, zero outside the chunk and, causal, where the key comes after the query
     (KEYS_FIRST: A holds the keys, so relu(S)^T; else A holds the queries)."""
-    a = tl.load(A + row_s + offs_a[:, None] * S_DIM + offs_s[None, :], mask=a_ok[:, None] & s_ok[None, :], other=0.0)
-    b = tl.load(B + row_s + offs_b[:, None] * S_DIM + offs_s[None, :], mask=b_ok[:, None] & s_ok[None, :], other=0.0)
+    a = _rows_s(A, row_s, offs_a, a_ok, offs_s, s_ok, S_DIM)
+    b = _rows_s(B, row_s, offs_b, b_ok, offs_s, s_ok, S_DIM)
     s = _scores(a, b, bias_ptr, offs_a, offs_b, a_ok, b_ok, stride_ba, stride_bb, scale, HAS_BIAS, PRECISION)
     keep = a_ok[:, None] & b_ok[None, :]
     if CAUSAL:
@@ -265,8 +272,7 @@ def _forward(QQ, KQ, QL, V, STATE, INV_N, BIAS, OUT, T, C, S_DIM, E_DIM, scale,
     e_ok = offs_e < E_DIM
     acc = tl.full([BLOCK_T, BLOCK_E], 0.0, tl.float32)
     if HAS_LOCAL:
-        q = tl.load(QQ + row_s + offs_m[:, None] * S_DIM + offs_s[None, :], mask=m_ok[:, None] & s_ok[None, :],
-                    other=0.0)
+        q = _rows_s(QQ, row_s, offs_m, m_ok, offs_s, s_ok, S_DIM)
         # causal: key tiles before the query tile's own, unmasked, then the diagonal tile; none above it
         below = start_m if CAUSAL else chunk_len
         for start_n in range(0, below, BLOCK_T):
@@ -278,8 +284,7 @@ def _forward(QQ, KQ, QL, V, STATE, INV_N, BIAS, OUT, T, C, S_DIM, E_DIM, scale,
                                 stride_bm, stride_bn, scale, offs_m, offs_s, offs_e, m_ok, s_ok, e_ok,
                                 True, HAS_BIAS, BLOCK_T, PRECISION)
     if HAS_GLOBAL:
-        ql = tl.load(QL + row_s + offs_m[:, None] * S_DIM + offs_s[None, :], mask=m_ok[:, None] & s_ok[None, :],
-                     other=0.0)
+        ql = _rows_s(QL, row_s, offs_m, m_ok, offs_s, s_ok, S_DIM)
         state = tl.load(STATE + pid_b.to(tl.int64) * stride_sb + g * stride_sg + offs_s[:, None] * stride_ss
                         + offs_e[None, :], mask=s_ok[:, None] & e_ok[None, :], other=0.0)
         acc += tl.dot(ql, state.to(ql.dtype), input_precision=PRECISION) * tl.load(INV_N + g)
@@ -317,8 +322,7 @@ def _backward_dv(QQ, KQ, KL, DO, DSUF, BIAS, DV, T, C, S_DIM, E_DIM, scale,
     e_ok = offs_e < E_DIM
     acc = tl.full([BLOCK_T, BLOCK_E], 0.0, tl.float32)
     if HAS_LOCAL:
-        k = tl.load(KQ + row_s + offs_n[:, None] * S_DIM + offs_s[None, :], mask=n_ok[:, None] & s_ok[None, :],
-                    other=0.0)
+        k = _rows_s(KQ, row_s, offs_n, n_ok, offs_s, s_ok, S_DIM)
         # causal: the diagonal query tile (masked), then the later ones (unmasked); none before it
         after = start_n + BLOCK_T if CAUSAL else 0
         if CAUSAL:
@@ -330,8 +334,7 @@ def _backward_dv(QQ, KQ, KL, DO, DSUF, BIAS, DV, T, C, S_DIM, E_DIM, scale,
                            stride_bn, scale, offs_n, offs_s, offs_e, n_ok, s_ok, e_ok, False, HAS_BIAS, BLOCK_T,
                            PRECISION)
     if HAS_GLOBAL:
-        kl = tl.load(KL + row_s + offs_n[:, None] * S_DIM + offs_s[None, :], mask=n_ok[:, None] & s_ok[None, :],
-                     other=0.0)
+        kl = _rows_s(KL, row_s, offs_n, n_ok, offs_s, s_ok, S_DIM)
         dsuf = tl.load(DSUF + pid_b.to(tl.int64) * stride_db + g * stride_dg + offs_s[:, None] * stride_ds
                        + offs_e[None, :], mask=s_ok[:, None] & e_ok[None, :], other=0.0)
         acc += tl.dot(kl, dsuf.to(kl.dtype), input_precision=PRECISION)
@@ -428,8 +431,7 @@ def _forward_v2(QQ, KQ, QL, V, STATE, INV_N, BIAS, OUT, T, C, S_DIM, E_DIM, scal
                               stride_bm, scale, CAUSAL, True, HAS_BIAS, PRECISION)
         pt = (rt * rt).to(V.dtype.element_ty)
     if HAS_GLOBAL:
-        qlt = tl.trans(tl.load(QL + row_s + offs_m[:, None] * S_DIM + offs_s[None, :],
-                               mask=m_ok[:, None] & s_ok[None, :], other=0.0))
+        qlt = tl.trans(_rows_s(QL, row_s, offs_m, m_ok, offs_s, s_ok, S_DIM))
         inv_n = tl.load(INV_N + g)
         state_ptr = STATE + pid_b.to(tl.int64) * stride_sb + g * stride_sg
     for start_e in range(0, E_DIM, BLOCK_E):
@@ -466,8 +468,7 @@ def _backward_v2(QQ, KQ, KL, V, DO, DSUF, BIAS, DV, DKQ, DKL, DS, T, C, S_DIM, E
                              stride_bn, scale, CAUSAL, False, HAS_BIAS, PRECISION)
         p = (r * r).to(DO.dtype.element_ty)
     if HAS_GLOBAL:
-        klt = tl.trans(tl.load(KL + row_s + offs_n[:, None] * S_DIM + offs_s[None, :],
-                               mask=n_ok[:, None] & s_ok[None, :], other=0.0))
+        klt = tl.trans(_rows_s(KL, row_s, offs_n, n_ok, offs_s, s_ok, S_DIM))
         dklt = tl.full([BLOCK_S, BLOCK_T], 0.0, tl.float32)
         dsuf_ptr = DSUF + pid_b.to(tl.int64) * stride_db + g * stride_dg
     if HAS_LOCAL:
@@ -499,8 +500,7 @@ def _backward_v2(QQ, KQ, KL, V, DO, DSUF, BIAS, DV, DKQ, DKL, DS, T, C, S_DIM, E
         ds_ptr = DS + (pid_b * ((T + C - 1) // C) + g).to(tl.int64) * C * C
         tl.store(ds_ptr + offs_m[:, None] * C + offs_n[None, :], ds,
                  mask=(offs_m[:, None] < C) & (offs_n[None, :] < C))
-        q = tl.load(QQ + row_s + offs_m[:, None] * S_DIM + offs_s[None, :], mask=m_ok[:, None] & s_ok[None, :],
-                    other=0.0)  # reloaded (L2): not held through the loop
+        q = _rows_s(QQ, row_s, offs_m, m_ok, offs_s, s_ok, S_DIM)  # reloaded (L2): not held through the loop
         dkt = tl.dot(tl.trans(q), ds.to(q.dtype), input_precision=PRECISION) * scale
         tl.store(DKQ + row_s + offs_n[None, :] * S_DIM + offs_s[:, None], dkt.to(DKQ.dtype.element_ty),
                  mask=n_ok[None, :] & s_ok[:, None])
