@@ -5,7 +5,8 @@
 The shell is the PyTorch LanguageModel's (layers/lm.py): token embedding (+ sinusoidal positions for the
 vanilla Transformer), pre-norm residual layers, final norm, head tied to the embedding unless
 tie_embeddings is off. The layers are identical, so their parameters are stacked (convert.py) and the
-shell runs them with `jax.lax.scan`: XLA compiles one layer, not 24, and the step compiles in seconds.
+shell runs them with `jax.lax.scan` (XLA compiles one layer, not 24: a step compiles in seconds) or in a
+Python loop (XLA sees every layer: slower to compile, faster to run; the runner's default, suite/jax_step.py).
 
 Knobs of the JAX backend (not model options: they do not change what is computed):
   dtype   compute dtype (None: the parameters' own; "bfloat16": bf16 matmuls and relu^2 scores on float32
