@@ -270,3 +270,23 @@ def test_the_papers_rope_bias_can_start_dead_which_is_why_it_is_not_the_default(
         assert max(b.abs().max().item() for b in biases) < (0.03 if form == "rope" else 0.1)
     assert dead["rope"] >= 1 and dead["toeplitz"] == 0, dead
     assert impl.get_spec("flash_quad").options["rel_pos_form"] == "toeplitz"
+
+
+@pytest.mark.parametrize("attention", ["quad", "mixed_chunk"])
+def test_heads_are_computed_wide_and_rounded_once_to_the_compute_dtype(attention):
+    """Under bf16 autocast the scale-offset and RoPE run in float32 (gamma and beta are float32) and the
+    heads reach the attention in bf16, each the float32 result rounded once; in float32 nothing is cast."""
+    layer = GAU(16, expansion=2, s=8, causal=True, max_len=64, attention=attention, chunk=16).float()
+    with torch.no_grad():
+        layer.scale_offset.beta.normal_()  # offsets away from zero, so that both terms count
+    x = torch.randn(2, 32, 16, dtype=torch.float32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        hidden = layer.qkv(x)
+        z = torch.nn.functional.silu(layer.to_hidden(x))[..., -layer.s:]
+    assert z.dtype == torch.bfloat16
+    wide = layer.rope(z.float().unsqueeze(0) * layer.scale_offset.gamma[:, None, None]
+                      + layer.scale_offset.beta[:, None, None])[0]
+    for got, want in zip(hidden.qk, wide.unbind(0)):
+        assert got.dtype == torch.bfloat16
+        assert torch.equal(got, want.to(torch.bfloat16))
+    assert all(h.dtype == torch.float32 for h in layer.qkv(x).qk)

@@ -264,9 +264,12 @@ def gau(p: dict, x, *, attention: str, e: int, s: int, causal: bool, rope: bool,
     T = x.shape[1]
     h = jax.nn.silu(dense(p["hidden"], x))
     u, v, z = h[..., :e], h[..., e:2 * e], h[..., 2 * e:]
-    heads = z[..., None, :] * p["gamma"].astype(z.dtype) + p["beta"].astype(z.dtype)  # [B, T, heads, s]
+    # [B, T, heads, s] in the parameters' precision (float32 on bf16 compute), rounded once to the compute
+    # dtype after RoPE, as layer.py's GAU.qkv
+    heads = z[..., None, :].astype(jnp.promote_types(z.dtype, p["gamma"].dtype)) * p["gamma"] + p["beta"]
     if rope:
         heads = apply_rope(heads, -3)
+    heads = heads.astype(z.dtype)
     if attention == "quad":
         bias = relative_bias(p["rel"], bias_form, bias_len, T) if bias_form else None
         attn = quadratic_attention(heads[:, :, 0], heads[:, :, 1], v, bias, float(quad_norm or T), causal)

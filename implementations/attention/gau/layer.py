@@ -203,9 +203,12 @@ class GAU(nn.Module):
     def qkv(self, x: torch.Tensor) -> Hidden:
         """u, v and the named heads of z (QuadQK or MixedChunkQK), each [B, T, .]."""
         u, v, z = F.silu(self.to_hidden(x)).split([self.e, self.e, self.s], dim=-1)
-        heads = self.scale_offset(z)  # [heads, B, T, s]
+        heads = self.scale_offset(z)  # [heads, B, T, s], in float32 under autocast (gamma and beta are)
         if self.rope is not None:
             heads = self.rope(heads)[0]  # one pass over all heads
+        # back to z's dtype (the compute dtype: bf16 under autocast), rounded once: the attention's GEMMs take
+        # the heads in it anyway, and float32 heads cost a [heads, B, T, s] float32 write plus a cast per use
+        heads = heads.to(z.dtype)
         if self.attention == "quad":
             q, k = heads.unbind(0)
             return Hidden(u, v, QuadQK(q=q, k=k))
