@@ -3,8 +3,10 @@
 # of a commit (.data/tree.tgz: `git rev-parse HEAD > /tmp/COMMIT && git archive --format=tar --add-file=/tmp/COMMIT
 # HEAD | gzip > .data/tree.tgz`) with .data/eltec_eng.jsonl.gz; carry [".data"]. Every sweep its own folder
 # under /tmp/s8, archived into $OUT/results.tgz every 15 s.
-#   GPU 0: paper-speed --backend jax, all seven models, causal 2K (the backends table's H200 JAX rows at the
-#          paper-figures shapes); then gpu-speed --backend jax, FLASH and Transformer++ at 2K / 8K / 32K (the
+#   GPU 0: compiled FLASH and Transformer++ at the quality size, 2K, and FLASH's profile: the GAU's heads in bf16
+#          (commit after 967a59d; before: 58.9 / 41.5 ms, results/nvidia-h200/cudagraphs); then
+#          paper-speed --backend jax, all seven models, causal 2K (the backends table's H200 JAX rows at the
+#          paper-figures shapes); then gpu-speed --backend jax, FLASH and Transformer++ at 2K / 8K (the
 #          base size, entry 19's shapes: was 1.43x / 1.33x at 2K with the scan)
 #   GPU 1: gpu-quality --backend jax, FLASH and Transformer++, causal 2K, seed 0, 600 steps (beside the PyTorch
 #          runs of results/nvidia-h200/gpu-quality, seeds 0-1: JAX's curve within the seed spread?); the other
@@ -18,10 +20,14 @@ source suite/gpu_env.sh
 (while sleep 15; do tar czf $OUT/results.tgz -C $S . 2>/dev/null; done) &
 BG=$!
 ( export CUDA_VISIBLE_DEVICES=0
-  timeout 330 python3 run_all.py --preset paper-speed --backend jax --objectives clm --contexts 2048 --no-variants \
+  timeout 70 python3 run_all.py --preset paper-speed --models flash,transformer_plus_plus --objectives clm --contexts 2048 \
+    --no-variants --out $S/heads-bf16
+  mkdir -p $S/profiles && timeout 40 python3 -m suite.profile --model flash --size quality --vocab-size 257 --context 2048 \
+    --compile --out $S/profiles/flash_quality_2048_compiled_heads_bf16.txt > /dev/null
+  timeout 300 python3 run_all.py --preset paper-speed --backend jax --objectives clm --contexts 2048 --no-variants \
     --out $S/jax-paper-speed
-  timeout 230 python3 run_all.py --preset gpu-speed --backend jax --models flash,transformer_plus_plus --objectives clm \
-    --contexts 2k,8k,32k --no-variants --out $S/jax-gpu-speed
+  timeout 150 python3 run_all.py --preset gpu-speed --backend jax --models flash,transformer_plus_plus --objectives clm \
+    --contexts 2k,8k --no-variants --out $S/jax-gpu-speed
 ) > $S/log-gpu0.txt 2>&1 &
 G0=$!
 ( export CUDA_VISIBLE_DEVICES=1
@@ -35,7 +41,7 @@ G0=$!
   done
 ) > $S/log-gpu1.txt 2>&1 &
 G1=$!
-( sleep 560; pkill -f run_all.py ) &
+( sleep 570; pkill -f run_all.py; pkill -f suite.profile ) &
 wait $G0 $G1
 kill $BG 2>/dev/null; sleep 1
 tar czf $OUT/results.tgz -C $S .
