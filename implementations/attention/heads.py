@@ -11,16 +11,17 @@ from ..layers.rope import RotaryEmbedding
 
 
 class HeadAttention(nn.Module):
-    """qkv = Linear(d, 3d), out = Linear(d, d), no biases; RoPE on q and k when asked."""
+    """qkv = Linear(d, 3d), out = Linear(d, d), no biases; RoPE on q and k when asked (its cos and sin tables
+    built for max_len positions, when given: layers/rope.py)."""
 
-    def __init__(self, d: int, n_heads: int, *, causal: bool, rope: bool):
+    def __init__(self, d: int, n_heads: int, *, causal: bool, rope: bool, max_len: int | None = None):
         super().__init__()
         if d % n_heads:
             raise ValueError(f"d_model {d} is not divisible by n_heads {n_heads}")
         self.n_heads, self.head_dim = n_heads, d // n_heads
         self.qkv = nn.Linear(d, 3 * d, bias=False)
         self.out = nn.Linear(d, d, bias=False)
-        self.rope = RotaryEmbedding(self.head_dim) if rope else None
+        self.rope = RotaryEmbedding(self.head_dim, max_len=max_len) if rope else None
         self.causal = causal
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

@@ -22,10 +22,11 @@ def materialized_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, ca
 
 
 class MultiHeadAttention(HeadAttention):
-    def __init__(self, d: int, n_heads: int, *, causal: bool, rope: bool, kernel: str = "sdpa"):
+    def __init__(self, d: int, n_heads: int, *, causal: bool, rope: bool, kernel: str = "sdpa",
+                 max_len: int | None = None):
         if kernel not in KERNELS:
             raise ValueError(f"unknown attention kernel {kernel!r}; valid: {', '.join(KERNELS)}")
-        super().__init__(d, n_heads, causal=causal, rope=rope)
+        super().__init__(d, n_heads, causal=causal, rope=rope, max_len=max_len)
         self.kernel = kernel
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,14 @@
 """Rotary position embedding (Su et al., 2021), applied to the last dimension of q and k.
 
 Rotates pairs (x[..., i], x[..., i + d/2]) by angle pos * base^(-2i/d) ("half" layout).
+
+With `max_len`, the cos and sin tables of the first max_len positions are computed once, when the module is
+built, and kept as non-persistent float32 buffers of [max_len, dim / 2] (they move with the module and are not
+in its state dict; computed where the module is built); compiled, the rotation then reads them instead of
+recomputing cos and sin of every angle for every element it rotates (Inductor fuses `arange`, `cos` and `sin` into the consuming kernel: per element
+of every head and sequence, a few tens of instructions each). Without it, or for longer sequences, they are
+computed at each call, as they are for a module cast to another dtype (`.double()`: then in float64, from its
+float64 inverse frequencies). The numbers are the same either way.
 """
 from __future__ import annotations
 
@@ -9,19 +17,32 @@ import torch.nn as nn
 
 
 class RotaryEmbedding(nn.Module):
-    def __init__(self, dim: int, base: float = 10000.0):
+    def __init__(self, dim: int, base: float = 10000.0, max_len: int | None = None):
         super().__init__()
         if dim % 2:
             raise ValueError(f"RoPE needs an even dimension, got {dim}")
         inv_freq = base ** (-torch.arange(0, dim, 2, dtype=torch.float64) / dim)
         self.register_buffer("inv_freq", inv_freq.float(), persistent=False)
         self.dim = dim
+        self.max_len = max_len or 0
+        if max_len:
+            angles = self.half_angles(max_len, self.inv_freq.device)
+            self.register_buffer("cos_table", angles.cos(), persistent=False)
+            self.register_buffer("sin_table", angles.sin(), persistent=False)
+
+    def half_angles(self, T: int, device: torch.device) -> torch.Tensor:
+        """pos * inv_freq, float32 [T, dim / 2]."""
+        return torch.outer(torch.arange(T, device=device, dtype=torch.float32), self.inv_freq.to(device))
 
     def cos_sin(self, T: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        pos = torch.arange(T, device=device, dtype=torch.float32)
-        angles = torch.outer(pos, self.inv_freq.to(device))  # [T, dim/2]
-        angles = torch.cat([angles, angles], dim=-1)
-        return angles.cos().to(dtype), angles.sin().to(dtype)
+        """cos and sin [T, dim] of the positions 0 .. T - 1, in `dtype`: from the tables when T <= max_len and they
+        are still float32 (a module made float64 by `.double()` computes them at the call, in float64)."""
+        if T <= self.max_len and self.cos_table.dtype == torch.float32:
+            cos, sin = self.cos_table[:T], self.sin_table[:T]
+        else:
+            angles = self.half_angles(T, device)
+            cos, sin = angles.cos(), angles.sin()
+        return torch.cat([cos, cos], dim=-1).to(dtype), torch.cat([sin, sin], dim=-1).to(dtype)
 
     def forward(self, *xs: torch.Tensor, seq_dim: int = -2) -> tuple[torch.Tensor, ...]:
         """Rotate each x of shape [..., T, dim] (T at `seq_dim`) by its position."""

@@ -138,10 +138,11 @@ def combiner_dense_probabilities(q: torch.Tensor, k: torch.Tensor, *, causal: bo
 class CombinerAttention(HeadAttention):
     """Multi-head Combiner attention with MultiHeadAttention's projections (and RoPE on q, k)."""
 
-    def __init__(self, d: int, n_heads: int, *, causal: bool, block: int, rope: bool = True):
+    def __init__(self, d: int, n_heads: int, *, causal: bool, block: int, rope: bool = True,
+                 max_len: int | None = None):
         if block < 1:
             raise ValueError(f"combiner block must be >= 1, got {block}")
-        super().__init__(d, n_heads, causal=causal, rope=rope)
+        super().__init__(d, n_heads, causal=causal, rope=rope, max_len=max_len)
         self.block = block
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -151,7 +152,7 @@ class CombinerAttention(HeadAttention):
 def build_combiner(cfg: ModelConfig) -> nn.Module:
     block = resolve_block(cfg)
     return build_transformer(cfg, rope=True, glu=True, attention_factory=lambda c: CombinerAttention(
-        c.d_model, n_heads(c), causal=c.causal, block=block, rope=True))
+        c.d_model, n_heads(c), causal=c.causal, block=block, rope=True, max_len=c.max_len))
 
 
 def combiner_attention_flops(cfg: ModelConfig, T: int) -> float:

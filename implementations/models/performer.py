@@ -154,12 +154,12 @@ class FavorAttention(HeadAttention):
     """
 
     def __init__(self, d: int, n_heads: int, *, causal: bool, n_features: int = 256, chunk: int = 64,
-                 rope: bool = True):
+                 rope: bool = True, max_len: int | None = None):
         if not isinstance(n_features, int) or n_features < 1:
             raise ValueError(f"n_features must be a positive int, got {n_features!r}")
         if not isinstance(chunk, int) or chunk < 1:
             raise ValueError(f"causal_chunk must be a positive int, got {chunk!r}")
-        super().__init__(d, n_heads, causal=causal, rope=rope)
+        super().__init__(d, n_heads, causal=causal, rope=rope, max_len=max_len)
         self.n_features, self.chunk = n_features, chunk
         self.register_buffer("features", orthogonal_gaussian_features(n_features, self.head_dim))
 
@@ -199,7 +199,7 @@ OPTIONS = {"n_heads": None, "n_features": 256, "causal_chunk": 64, "norm": "laye
 def build_performer(cfg: ModelConfig) -> nn.Module:
     def attention(c: ModelConfig) -> nn.Module:
         return FavorAttention(c.d_model, n_heads(c), causal=c.causal, n_features=c["n_features"],
-                              chunk=c["causal_chunk"], rope=True)
+                              chunk=c["causal_chunk"], rope=True, max_len=c.max_len)
 
     return build_transformer(cfg, rope=True, glu=True, attention_factory=attention)
 

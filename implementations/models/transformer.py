@@ -31,7 +31,7 @@ def build_transformer(cfg: ModelConfig, *, rope: bool, glu: bool, attention_fact
     for _ in range(cfg.n_layers):
         if attention_factory is None:
             attn = MultiHeadAttention(d, n_heads(cfg), causal=cfg.causal, rope=rope,
-                                      kernel=cfg["attention_kernel"])
+                                      kernel=cfg["attention_kernel"], max_len=cfg.max_len)
         else:
             attn = attention_factory(cfg)
         ffn = GLUFeedForward(d, glu_hidden(d)) if glu else FeedForward(d, 4 * d)

@@ -143,7 +143,7 @@ class RelativePositionBias(nn.Module):
         else:
             self.a = nn.Parameter(torch.randn(ROPE_BIAS_DIM) * init_std)
             self.b = nn.Parameter(torch.randn(ROPE_BIAS_DIM) * init_std)
-            self.rope = RotaryEmbedding(ROPE_BIAS_DIM)
+            self.rope = RotaryEmbedding(ROPE_BIAS_DIM, max_len=n)
 
     def forward(self, T: int) -> torch.Tensor:
         if T > self.n:
@@ -185,7 +185,7 @@ class GAU(nn.Module):
         self.to_hidden = Linear(d, 2 * self.e + s)  # u, v, z
         self.to_out = Linear(self.e, d)
         self.scale_offset = ScaleOffset(s, len(QK_HEADS[attention]._fields))
-        self.rope = RotaryEmbedding(s) if rope else None
+        self.rope = RotaryEmbedding(s, max_len=max_len) if rope else None
         n_bias = max_len if attention == "quad" else chunk
         self.rel_pos_bias = (RelativePositionBias(n_bias, rel_pos_form, INIT_STD if init == "paper" else 0.0)
                              if rel_pos_bias else None)
