@@ -3,8 +3,9 @@
 # of a commit (.data/tree.tgz: `git rev-parse HEAD > /tmp/COMMIT && git archive --format=tar --add-file=/tmp/COMMIT
 # HEAD | gzip > .data/tree.tgz`) with .data/eltec_eng.jsonl.gz; carry [".data"]. Every sweep its own folder
 # under /tmp/s8, archived into $OUT/results.tgz every 15 s.
-#   GPU 0: compiled FLASH and Transformer++ at the quality size, 2K, and FLASH's profile: the GAU's heads in bf16
-#          (commit after 967a59d; before: 58.9 / 41.5 ms, results/nvidia-h200/cudagraphs); then
+#   GPU 0: compiled FLASH and Transformer++ at the quality size, 2K, FLASH with the Triton kernel, and FLASH's
+#          profile: the GAU's heads in bf16 and RoPE tables (NOTES entry 23; before: 58.9 / 41.5 ms,
+#          results/nvidia-h200/cudagraphs; the Triton kernel 71.2 ms, entry 18); then
 #          paper-speed --backend jax, all seven models, causal 2K (the backends table's H200 JAX rows at the
 #          paper-figures shapes); then gpu-speed --backend jax, FLASH and Transformer++ at 2K / 8K (the
 #          base size, entry 19's shapes: was 1.43x / 1.33x at 2K with the scan)
@@ -22,6 +23,8 @@ BG=$!
 ( export CUDA_VISIBLE_DEVICES=0
   timeout 70 python3 run_all.py --preset paper-speed --models flash,transformer_plus_plus --objectives clm --contexts 2048 \
     --no-variants --out $S/heads-bf16
+  timeout 45 python3 run_all.py --preset paper-speed --models flash --objectives clm --contexts 2048 --no-variants \
+    --set kernel=triton --out $S/heads-bf16
   mkdir -p $S/profiles && timeout 40 python3 -m suite.profile --model flash --size quality --vocab-size 257 --context 2048 \
     --compile --out $S/profiles/flash_quality_2048_compiled_heads_bf16.txt > /dev/null
   timeout 300 python3 run_all.py --preset paper-speed --backend jax --objectives clm --contexts 2048 --no-variants \
