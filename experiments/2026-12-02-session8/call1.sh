@@ -27,7 +27,7 @@ BG=$!
     --set kernel=triton --out $S/heads-bf16
   mkdir -p $S/profiles && timeout 40 python3 -m suite.profile --model flash --size quality --vocab-size 257 --context 2048 \
     --compile --out $S/profiles/flash_quality_2048_compiled_heads_bf16.txt > /dev/null
-  timeout 300 python3 run_all.py --preset paper-speed --backend jax --objectives clm --contexts 2048 --no-variants \
+  timeout 270 python3 run_all.py --preset paper-speed --backend jax --objectives clm --contexts 2048 --no-variants \
     --out $S/jax-paper-speed
   timeout 150 python3 run_all.py --preset gpu-speed --backend jax --models flash,transformer_plus_plus --objectives clm \
     --contexts 2k,8k --no-variants --out $S/jax-gpu-speed
