@@ -106,7 +106,7 @@ def variants_of(*frames: pd.DataFrame) -> Variants:
             mode = row.get("compile_mode")
             compiled = _flag_set(mode, ("eager",)) if _flag_set(mode, ()) else str(row.get("compile")) in ("True", "1")
             configured = (_flag_set(row.get("model_options"), ("{}",)) or _flag_set(row.get("sdpa_backend"), ("default",))
-                          or _flag_set(mode, ("eager", "default")))
+                          or _flag_set(mode, ("eager", "default")) or _flag_set(row.get("loss"), ("torch",)))
             out.setdefault(row["variant"], Variant(row["variant"], row["model"], compiled, configured))
     return out
 
@@ -782,14 +782,17 @@ BACKEND_COLUMNS = ["platform", "size", "objective", "context", "model", "executi
 
 
 def execution_name(row: dict) -> str:
-    """'PyTorch eager', 'PyTorch compiled' (with its mode unless the default) or 'JAX jit'."""
+    """'PyTorch eager', 'PyTorch compiled' (with its mode unless the default) or 'JAX jit', with the training
+    loss where it is not the plain one (', Liger loss')."""
     backend = str(row.get("backend") or "pytorch")
     mode = str(row.get("compile_mode") or "eager")
+    loss = str(row.get("loss") or "torch")
+    suffix = "" if loss in ("torch", "nan") else f", {loss.capitalize()} loss"
     if backend == "jax":
-        return "JAX jit"
+        return "JAX jit" + suffix
     if mode in ("eager", "nan", "False"):
-        return "PyTorch eager"
-    return "PyTorch compiled" + ("" if mode in ("default", "True") else f" ({mode})")
+        return "PyTorch eager" + suffix
+    return "PyTorch compiled" + ("" if mode in ("default", "True") else f" ({mode})") + suffix
 
 
 def backend_table(runs: pd.DataFrame) -> pd.DataFrame:

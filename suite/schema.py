@@ -37,9 +37,10 @@ SUMMARY_COLUMNS = [
     # the step a train run resumed from, its last checkpoint (suite/checkpoint.py); empty if it never stopped
     "resumed_from_step",
     # what distinguishes a configuration, as data (the variant column is a label built from these):
-    # backend ("pytorch"), compile_mode ("eager", "default" or a torch.compile mode), model_options
-    # (JSON object of the options set on top of the model's defaults, e.g. {"chunk": 128})
-    "backend", "compile_mode", "model_options",
+    # backend ("pytorch"), compile_mode ("eager", "default" or a torch.compile mode), loss (the training step's
+    # loss: "torch" or "liger"), model_options (JSON object of the options set on top of the model's defaults,
+    # e.g. {"chunk": 128})
+    "backend", "compile_mode", "loss", "model_options",
     # data provenance
     "corpus", "tokenizer", "data_hash",
     # software provenance

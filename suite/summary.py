@@ -40,7 +40,7 @@ def base_summary(cfg: RunConfig, cfg_model: impl.ModelConfig, device: torch.devi
         "lr": cfg.lr, "schedule": "steps" if cfg.by_steps else "time",
         "train_flops_per_token": train_flops_per_token(cfg.model, cfg_model, cfg.context), "peak_tflops": peak,
         "device": str(device), "device_name": name, "precision": cfg.precision, "compile": cfg.compile,
-        "backend": cfg.backend, "compile_mode": compile_mode(cfg.compile),
+        "backend": cfg.backend, "compile_mode": compile_mode(cfg.compile), "loss": cfg.loss,
         "model_options": model_options_json(cfg.model_overrides().items()),
         "attention_kernel": ("peer" if impl.is_peer(cfg.model) else cfg_model.options.get("attention_kernel", "n/a")),
         "sdpa_backend": cfg.sdpa_backend or "default", "world_size": 1,
@@ -51,10 +51,14 @@ def base_summary(cfg: RunConfig, cfg_model: impl.ModelConfig, device: torch.devi
 
 def backfill(summary: dict[str, Any]) -> dict[str, Any]:
     """A result row of an older run file with the columns added since, derived from its config_json
-    (the backend of every run so far was PyTorch)."""
-    if "model_options" in summary or not summary.get("config_json"):
+    (the backend of every run before those columns was PyTorch; the loss of every run before the loss column
+    is its config's, "torch" before the option existed)."""
+    if not summary.get("config_json") or ("model_options" in summary and "loss" in summary):
         return summary
     cfg = json.loads(summary["config_json"])
+    summary = {**summary, "loss": summary.get("loss") or cfg.get("loss", "torch")}
+    if "model_options" in summary:
+        return summary
     options = [tuple(kv) for kv in cfg.get("overrides", [])]
     if cfg.get("attention_kernel"):  # what RunConfig.model_overrides() passes to the model
         options.append(("attention_kernel", cfg["attention_kernel"]))

@@ -123,9 +123,11 @@ def test_backend_table_and_ranking_per_execution():
     rows = [speed_row("CPU-B", "transformer_plus_plus", 300.0), speed_row("CPU-B", "flash", 200.0),
             {**speed_row("CPU-B", "flash", 400.0), "backend": "jax", "compile_mode": "jit", "compile_s": 3.0},
             {**speed_row("CPU-B", "transformer_plus_plus", 200.0), "backend": "jax", "compile_mode": "jit"},
-            speed_row("CPU-B", "flash", 100.0, options='{"kernel": "triton"}')]  # not the default: left out
+            speed_row("CPU-B", "flash", 100.0, options='{"kernel": "triton"}'),  # not the default: left out
+            {**speed_row("CPU-B", "flash", 150.0), "loss": "liger"}]  # its own execution, not pooled
     b = backend_table(pd.DataFrame(rows))
-    assert sorted(set(b["execution"])) == ["JAX jit", "PyTorch eager"]
+    assert sorted(set(b["execution"])) == ["JAX jit", "PyTorch eager", "PyTorch eager, Liger loss"]
+    assert b.set_index(["model", "execution"]).loc[("flash", "PyTorch eager"), "step_ms"] == 200.0
     r = ranking_table(b).set_index("execution")
     assert r.loc["PyTorch eager", "step_time_ratio"] == pytest.approx(1.5) and r.loc["PyTorch eager", "model_faster"]
     assert r.loc["JAX jit", "step_time_ratio"] == pytest.approx(0.5) and not r.loc["JAX jit", "model_faster"]

@@ -713,6 +713,10 @@ def test_result_rows_carry_the_configuration_as_data(corpus):
     old = {"config_json": json.dumps(kernel.as_dict())}
     assert backfill(old)["model_options"] == '{"attention_kernel": "materialized"}'
     assert backfill(old)["compile_mode"] == "max-autotune"
+    assert summary["loss"] == "torch" and backfill(old)["loss"] == "torch"  # before the loss option: the plain one
+    liger = {**summary, "config_json": json.dumps(RunConfig(model="flash", context=32, loss="liger").as_dict())}
+    del liger["loss"]  # a row written before the loss column
+    assert backfill(liger)["loss"] == "liger" and backfill(liger)["model_options"] == summary["model_options"]
 
 
 def test_the_fused_loss_step_takes_the_same_step_as_the_plain_one(monkeypatch):
