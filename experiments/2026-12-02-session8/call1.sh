@@ -12,7 +12,8 @@
 #   GPU 1: gpu-quality --backend jax, FLASH and Transformer++, causal 2K, seed 0, 600 steps (beside the PyTorch
 #          runs of results/nvidia-h200/gpu-quality, seeds 0-1: JAX's curve within the seed spread?); the other
 #          five models train 100 steps on JAX (every model trains on the H200); then Transformer++ masked LM 8K
-#          at 1e-3 / 2e-3 / 4e-3, 600 steps (is the 14.2x of NOTES entry 17 a learning-rate handicap?)
+#          at 2e-3 / 1e-3 / 4e-3, 600 steps (is the 14.2x of NOTES entry 17 a learning-rate handicap?); the
+#          call's kill at 570 s may cut the last of them: run what is missing in the next call
 S=/tmp/s8
 mkdir -p $S /tmp/tree && tar xzf .data/tree.tgz -C /tmp/tree && cp .data/eltec_eng.jsonl.gz /tmp/
 cd /tmp/tree
@@ -34,7 +35,7 @@ BG=$!
 ) > $S/log-gpu0.txt 2>&1 &
 G0=$!
 ( export CUDA_VISIBLE_DEVICES=1
-  timeout 200 python3 run_all.py --preset gpu-quality --backend jax --models flash,transformer_plus_plus \
+  timeout 240 python3 run_all.py --preset gpu-quality --backend jax --models flash,transformer_plus_plus \
     --objectives clm --contexts 2048 --seeds 0 --no-variants --out $S/jax-gpu-quality
   timeout 150 python3 run_all.py --preset gpu-quality --backend jax --models transformer,transformer_plus,performer,combiner,flash_quad \
     --objectives clm --contexts 2048 --seeds 0 --no-variants --steps 100 --out $S/jax-train-100
