@@ -587,7 +587,8 @@ def main(argv=None) -> int:
     extra = combos(cases, runs)
     run_cases(extra, lane_envs, start + args.budget_s, ctx)
     cases += extra
-    env = {"commit": git("rev-parse", "HEAD"), "modified": git("status", "--porcelain", "implementations", "suite"),
+    env = {"commit": os.environ.get("FLASH_REPRO_COMMIT") or git("rev-parse", "HEAD"),  # (the device's copy: no .git)
+           "modified": git("status", "--porcelain", "implementations", "suite"),
            "xla_flags": os.environ.get("XLA_FLAGS", ""), "lanes": lane_envs, "xla_flag_sets": XLA_FLAG_SETS,
            "settings": settings, "wall_s": time.perf_counter() - start, "traces": archive(ctx["traces"], out)}
     shutil.rmtree(ctx["traces"], ignore_errors=True)
