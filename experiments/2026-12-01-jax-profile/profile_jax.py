@@ -1,6 +1,6 @@
 """Where the JAX training step's time goes on the GPU, and which cheap changes close the gap to compiled PyTorch.
 
-FLASH and Transformer++ at the quality size, 2K context, 65,536 tokens per step, bf16 on float32 masters: the
+FLASH and Transformer++ at the quality size (--group base: the ~110M size), 2K context, 65,536 tokens per step, bf16 on float32 masters: the
 cases of experiments/2026-11-30-jax/time_jax.py (its `cases` builds the RunConfigs), timed by run_jax and
 suite.train.run, each in a child process (XLA_FLAGS is read when JAX's backend starts; an honest peak memory),
 one lane per GPU. Per model, in PRIORITY order while --budget-s lasts:
@@ -11,6 +11,7 @@ one lane per GPU. Per model, in PRIORITY order while --budget-s lasts:
     state=bf16bwd|f32   hypothesis 2 (FLASH): chunk-state GEMMs accumulated in float32 with a bf16 backward, or
                         all float32 (the form before commit b6ab97f); the baseline is the file's own form
     scan=off            hypothesis 3: the layers unrolled instead of jax.lax.scan
+    bias=dot            hypothesis 6 (session 7): dense layers' bias gradients as a GEMM with ones, not a reduction
     xla=...             hypothesis 4: XLA flag sets (XLA_FLAG_SETS; an unknown flag aborts its child at start)
     combo               every change that beat the baseline by >= COMBO_GAIN, together (profiled too)
 Each JAX row has the op counts of the lowered step (StableHLO) and of XLA's optimised module. Profiles are
@@ -63,13 +64,14 @@ XLA_FLAG_SETS = {
 # variant -> knobs of its child (scan, embed, state, flags); "pytorch" is the reference
 VARIANTS = {"baseline": {}, "embed=onehot": {"embed": "onehot"}, "embed=sorted": {"embed": "sorted"},
             "state=bf16bwd": {"state": "bf16bwd"}, "state=f32": {"state": "f32"}, "scan=off": {"scan": False},
+            "bias=dot": {"bias": "dot"},
             # keep the matmuls' outputs and recompute the element-wise work in the backward, as Inductor's
             # min-cut partitioner does for the compiled PyTorch step (remat "none" stores every intermediate)
             "remat=dots": {"remat": "dots"}, "remat=dots_all": {"remat": "dots_all"},
             **{f"xla={k}": {"flags": [k]} for k in XLA_FLAG_SETS}}
 FLASH_ONLY = ("state=bf16bwd", "state=f32")
 # the order cases start in (each for every model it applies to); the combos follow in a second round
-PRIORITY = ("baseline", "pytorch", "embed=onehot", "remat=dots", "state=bf16bwd", "scan=off", "xla=cublas",
+PRIORITY = ("baseline", "pytorch", "scan=off", "bias=dot", "embed=onehot", "remat=dots", "state=bf16bwd", "xla=cublas",
             "remat=dots_all", "xla=cmdbuf",
             "xla=sched", "embed=sorted", "state=f32", "xla=dsfusion", "xla=cudnn-gemm", "xla=exhaustive")
 PROFILED = ("baseline", "pytorch", "combo")
@@ -148,6 +150,34 @@ def patch_embedding(mode: str) -> None:
     forward = M.forward
     M.forward = lambda cfg, consts, params, tokens, **kw: forward(
         cfg, consts, {**params, "embed": Table(params["embed"])}, tokens, **kw)
+
+
+def patch_bias(mode: str) -> None:
+    """Hypothesis 6 (session 7's traces): a dense layer's bias gradient, the sum of its output gradient over
+    tokens, as a GEMM with a vector of ones ("dot"), as PyTorch's layers.Linear computes it (NOTES entry 9),
+    instead of the reduction XLA fuses into the element-wise backward (`input_add_reduce_fusion`: 7.8-8.9 ms
+    per FLASH step at the quality size, 2K, 16 launches). layers.py's `dense` (and attention.py's import of
+    it) get a bias addition with that backward."""
+    import jax
+    import jax.numpy as jnp
+    from implementations.jax import attention as A, layers as L
+
+    @jax.custom_vjp
+    def add_bias(y, b):
+        return y + b
+
+    def bwd(b, g):  # (the bias itself as the residual: only its dtype is used)
+        rows = g.reshape(-1, g.shape[-1])
+        ones = jnp.ones((1, rows.shape[0]), rows.dtype)
+        return g, jnp.dot(ones, rows, preferred_element_type=jnp.float32)[0].astype(b.dtype)
+
+    add_bias.defvjp(lambda y, b: (y + b, b), bwd)
+
+    def dense(p: dict, x):
+        y = x @ p["w"].astype(x.dtype)
+        return add_bias(y, p["b"].astype(x.dtype)) if "b" in p else y
+
+    L.dense = A.dense = dense
 
 
 STATE_SPEC, PREFIX_SPEC = "bgcs,bgce->bgse", "gh,bhse->bgse"  # attention.py's chunk-state and chunk-prefix GEMMs
@@ -343,6 +373,8 @@ def child(spec: dict) -> dict:
             patch_embedding(spec["embed"])
         if spec.get("state"):
             patch_state(spec["state"])
+        if spec.get("bias"):
+            patch_bias(spec["bias"])
         rec = recording(module, "JaxStep")
         row, _ = module.run_jax(cfg, scan=spec.get("scan", True), remat=spec.get("remat", "auto"))
         row["xla_flags"] = os.environ.get("XLA_FLAGS", "")
@@ -534,7 +566,8 @@ def hlo_only(settings: dict) -> int:
     from suite.model import build, model_config
     from suite.runs import RunConfig
 
-    forward, real_jnp = M.forward, A.jnp
+    from implementations.jax import layers as L
+    forward, real_jnp, real_dense = M.forward, A.jnp, L.dense
     print("| model | variant | " + " | ".join(stablehlo_counts("")) + " |")
     for m, run in base_runs(settings).items():
         cfg = RunConfig(**run)
@@ -542,10 +575,13 @@ def hlo_only(settings: dict) -> int:
         tm = build(mc, 0, torch.device("cpu"))
         for v in [v for v in VARIANTS if not v.startswith("xla=") and (m == "flash" or v not in FLASH_ONLY)]:
             M.forward, A.jnp, k = forward, real_jnp, VARIANTS[v]
+            L.dense = A.dense = real_dense
             if "embed" in k:
                 patch_embedding(k["embed"])
             if "state" in k:
                 patch_state(k["state"])
+            if "bias" in k:
+                patch_bias(k["bias"])
             apply, params = impl_jax.from_torch(tm, mc, dtype=J.COMPUTE_DTYPES[cfg.precision], scan=k.get("scan", True),
                                                 remat=k.get("remat", "none"))
             step = J.JaxStep(apply, params, cfg, J.decay_mask(tm, mc), J.jax_device("cpu"))
@@ -561,6 +597,8 @@ def main(argv=None) -> int:
     p.add_argument("--budget-s", type=float, default=480.0, help="start no case after this many seconds")
     p.add_argument("--case-timeout", type=float, default=CASE_TIMEOUT_S)
     p.add_argument("--lanes", type=int, default=0, help="cases at once (default: one per GPU)")
+    p.add_argument("--group", default="quality", choices=("quality", "base"),
+                   help="the size: quality (d 512, vocabulary 256) or base (~110M, vocabulary 32,768), 2K")
     p.add_argument("--variants", default="", help="comma-separated subset of: " + ", ".join(PRIORITY))
     p.add_argument("--cpu-dry-run", action="store_true", help="tiny sizes on the CPU: every path, quickly")
     p.add_argument("--hlo-only", action="store_true", help="print the lowered step's op counts per variant, stop")
@@ -569,7 +607,7 @@ def main(argv=None) -> int:
     if args.child:
         print("ROW " + json.dumps(child(json.loads(args.child)), default=str), flush=True)
         return 0
-    settings = {**SETTINGS, **(DRY_RUN if args.cpu_dry_run else {})}
+    settings = {**SETTINGS, "groups": args.group, **(DRY_RUN if args.cpu_dry_run else {})}
     if args.hlo_only:
         return hlo_only(settings)
     if args.cpu_dry_run:  # two lanes (the threads' path too), done within 3 minutes
