@@ -2,8 +2,10 @@
 # Runs from a clean export of a commit (.data/tree.tgz: `git archive --format=tar --add-file=COMMIT HEAD |
 # gzip > .data/tree.tgz` with the commit hash in ./COMMIT), so uncommitted work never reaches a run. The
 # committed run files are copied into the sweep's folder first, so finished runs are skipped; the stages
-# run in order of value, each shared by the machine's GPUs (torchrun, one run per process); checkpoints every 3
-# minutes. Each call waits WAIT_S seconds (default 540) and archives the folder (checkpoints left out):
+# run in order of value (Performer and Combiner before seed 2: the claims table's "below FLASH in quality" row
+# has no curves yet, while seed 2 only narrows the ranges seed 1 opens), each shared by the machine's GPUs
+# (torchrun, one run per process); checkpoints every 3 minutes. Each call waits WAIT_S seconds (default 540)
+# and archives the folder (checkpoints left out):
 #   bash experiments/2026-11-30-paper-figures/continue.sh start     # first call of a session
 #   bash experiments/2026-11-30-paper-figures/continue.sh wait      # the following calls
 # Merge: tar xzf results.tgz; cp pf/runs/*.json results/nvidia-h200/paper-figures/runs/; python -m suite.report ...
@@ -21,6 +23,7 @@ if [ "$1" = start ]; then
       $SWEEP --models flash,transformer_plus_plus --seeds 0 --objectives mlm
       $SWEEP --models flash_quad --seeds 0
       $SWEEP --models flash,transformer_plus_plus,flash_quad --seeds 1
+      $SWEEP --models performer,combiner --seeds 0
       $SWEEP --models flash,transformer_plus_plus,flash_quad --seeds 2
       $SWEEP
       echo PLAN-DONE" > $LOG 2>&1 < /dev/null & )
