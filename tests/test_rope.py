@@ -47,6 +47,16 @@ def test_tables_are_buffers_outside_the_state_dict():
     assert rope.state_dict() == {} and not list(rope.parameters())
 
 
+def test_no_tables_beyond_their_size_limit_and_the_same_numbers():
+    from implementations.layers import rope as R
+    longest = R.TABLE_MAX_BYTES // (4 * 16)  # positions a dim-16 module tables
+    assert RotaryEmbedding(16, max_len=longest).max_len == longest
+    huge = RotaryEmbedding(16, max_len=longest + 1)
+    assert huge.max_len == 0 and not hasattr(huge, "cos_table")
+    x = torch.randn(1, 40, 16)
+    assert torch.equal(huge(x)[0], RotaryEmbedding(16, max_len=64)(x)[0])
+
+
 @pytest.mark.parametrize("name", impl.list_models("paper"))
 def test_every_model_builds_its_rope_tables_for_its_max_len(name):
     """The tables are what the compiled rotation reads (otherwise cos and sin are recomputed per element)."""

@@ -2,8 +2,8 @@
 
 Rotates pairs (x[..., i], x[..., i + d/2]) by angle pos * base^(-2i/d) ("half" layout).
 
-With `max_len`, the cos and sin tables of the first max_len positions are computed once, when the module is
-built, and kept as non-persistent float32 buffers of [max_len, dim / 2] (they move with the module and are not
+With `max_len` (up to TABLE_MAX_BYTES of tables), the cos and sin tables of the first max_len positions are
+computed once, when the module is built, and kept as non-persistent float32 buffers of [max_len, dim / 2] (they move with the module and are not
 in its state dict; computed where the module is built); compiled, the rotation then reads them instead of
 recomputing cos and sin of every angle for every element it rotates (Inductor fuses `arange`, `cos` and `sin` into the consuming kernel: per element
 of every head and sequence, a few tens of instructions each). Without it, or for longer sequences, they are
@@ -16,6 +16,11 @@ import torch
 import torch.nn as nn
 
 
+# The tables of one module take max_len x dim x 4 bytes (cos and sin, dim / 2 float32 columns each), in every
+# layer: built only up to this size (32K positions at dim 128; 24 FLASH layers at 32K: 0.4 GB of ~50 GiB)
+TABLE_MAX_BYTES = 16 * 2**20
+
+
 class RotaryEmbedding(nn.Module):
     def __init__(self, dim: int, base: float = 10000.0, max_len: int | None = None):
         super().__init__()
@@ -24,9 +29,9 @@ class RotaryEmbedding(nn.Module):
         inv_freq = base ** (-torch.arange(0, dim, 2, dtype=torch.float64) / dim)
         self.register_buffer("inv_freq", inv_freq.float(), persistent=False)
         self.dim = dim
-        self.max_len = max_len or 0
-        if max_len:
-            angles = self.half_angles(max_len, self.inv_freq.device)
+        self.max_len = max_len if max_len and max_len * dim * 4 <= TABLE_MAX_BYTES else 0  # positions tabled
+        if self.max_len:
+            angles = self.half_angles(self.max_len, self.inv_freq.device)
             self.register_buffer("cos_table", angles.cos(), persistent=False)
             self.register_buffer("sin_table", angles.sin(), persistent=False)
 
