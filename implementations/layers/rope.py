@@ -3,12 +3,13 @@
 Rotates pairs (x[..., i], x[..., i + d/2]) by angle pos * base^(-2i/d) ("half" layout).
 
 With `max_len` (up to TABLE_MAX_BYTES of tables), the cos and sin tables of the first max_len positions are
-computed once, when the module is built, and kept as non-persistent float32 buffers of [max_len, dim / 2] (they move with the module and are not
-in its state dict; computed where the module is built); compiled, the rotation then reads them instead of
-recomputing cos and sin of every angle for every element it rotates (Inductor fuses `arange`, `cos` and `sin` into the consuming kernel: per element
-of every head and sequence, a few tens of instructions each). Without it, or for longer sequences, they are
-computed at each call, as they are for a module cast to another dtype (`.double()`: then in float64, from its
-float64 inverse frequencies). The numbers are the same either way.
+computed once, where and when the module is built, and kept as non-persistent float32 buffers of
+[max_len, dim / 2] (they move with the module and are not in its state dict). Compiled, the rotation then
+reads them instead of recomputing cos and sin of every angle for every element it rotates (Inductor fuses
+`arange`, `cos` and `sin` into the consuming kernel: per element of every head and sequence, a few tens of
+instructions each). Without tables, or for longer sequences, they are computed at each call, as they are for
+a module cast to another dtype (`.double()`: then in float64, from its float64 inverse frequencies). The
+numbers are the same either way.
 """
 from __future__ import annotations
 
