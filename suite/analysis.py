@@ -787,12 +787,13 @@ def execution_name(row: dict) -> str:
     backend = str(row.get("backend") or "pytorch")
     mode = str(row.get("compile_mode") or "eager")
     loss = str(row.get("loss") or "torch")
-    suffix = "" if loss in ("torch", "nan") else f", {loss.capitalize()} loss"
     if backend == "jax":
-        return "JAX jit" + suffix
-    if mode in ("eager", "nan", "False"):
-        return "PyTorch eager" + suffix
-    return "PyTorch compiled" + ("" if mode in ("default", "True") else f" ({mode})") + suffix
+        name = "JAX jit"
+    elif mode in ("eager", "nan", "False"):
+        name = "PyTorch eager"
+    else:
+        name = "PyTorch compiled" + ("" if mode in ("default", "True") else f" ({mode})")
+    return name + ("" if loss in ("torch", "nan") else f", {loss.capitalize()} loss")
 
 
 def backend_table(runs: pd.DataFrame) -> pd.DataFrame:

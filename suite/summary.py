@@ -12,7 +12,7 @@ from implementations.flops import train_flops_per_token
 from . import provenance
 from .batches import Batches
 from .hardware import peak_tflops
-from .runs import RunConfig
+from .runs import LATER_FIELDS, RunConfig
 from .timing import summarise
 
 
@@ -56,14 +56,14 @@ def backfill(summary: dict[str, Any]) -> dict[str, Any]:
     if not summary.get("config_json") or ("model_options" in summary and "loss" in summary):
         return summary
     cfg = json.loads(summary["config_json"])
-    summary = {**summary, "loss": summary.get("loss") or cfg.get("loss", "torch")}
-    if "model_options" in summary:
-        return summary
-    options = [tuple(kv) for kv in cfg.get("overrides", [])]
-    if cfg.get("attention_kernel"):  # what RunConfig.model_overrides() passes to the model
-        options.append(("attention_kernel", cfg["attention_kernel"]))
-    return {**summary, "backend": BACKEND, "compile_mode": compile_mode(cfg.get("compile", False)),
-            "model_options": model_options_json(options)}
+    out = {**summary, "loss": summary.get("loss") or cfg.get("loss", LATER_FIELDS["loss"])}
+    if "model_options" not in summary:
+        options = [tuple(kv) for kv in cfg.get("overrides", [])]
+        if cfg.get("attention_kernel"):  # what RunConfig.model_overrides() passes to the model
+            options.append(("attention_kernel", cfg["attention_kernel"]))
+        out.update(backend=BACKEND, compile_mode=compile_mode(cfg.get("compile", False)),
+                   model_options=model_options_json(options))
+    return out
 
 
 def speed_numbers(summary: dict[str, Any], ms: list[float], device: torch.device) -> dict[str, Any]:
