@@ -4,13 +4,15 @@ FLASH and Transformer++ at the quality size (--group base: the ~110M size), 2K c
 cases of experiments/2026-11-30-jax/time_jax.py (its `cases` builds the RunConfigs), timed by run_jax and
 suite.train.run, each in a child process (XLA_FLAGS is read when JAX's backend starts; an honest peak memory),
 one lane per GPU. Per model, in PRIORITY order while --budget-s lasts:
-    baseline            run_jax as time_jax.py runs it, + a jax.profiler trace of PROFILE_STEPS steps
+    baseline            run_jax as the runner runs it (layers unrolled since session 8), + a jax.profiler trace
     pytorch             suite.train.run (torch.compile), + a torch.profiler trace: the reference
     embed=onehot|sorted hypothesis 1: the embedding's backward as a one-hot GEMM, or sort + segment_sum,
                         instead of XLA's scatter-add of [tokens, d] rows into [vocab, d]
     state=bf16bwd|f32   hypothesis 2 (FLASH): chunk-state GEMMs accumulated in float32 with a bf16 backward, or
                         all float32 (the form before commit b6ab97f); the baseline is the file's own form
-    scan=off            hypothesis 3: the layers unrolled instead of jax.lax.scan
+    scan=on             hypothesis 3 (measured in session 7): the layers in jax.lax.scan, the old default
+    heads=lowp          session 8: the GAU's heads computed in the compute dtype (bf16), the form before commit
+                        f400ef7, instead of float32 rounded once after RoPE (attention.py's gau_heads)
     bias=dot            hypothesis 6 (session 7): dense layers' bias gradients as a GEMM with ones, not a reduction
     xla=...             hypothesis 4: XLA flag sets (XLA_FLAG_SETS; an unknown flag aborts its child at start)
     combo               every change that beat the baseline by >= COMBO_GAIN, together (profiled too)
@@ -63,15 +65,15 @@ XLA_FLAG_SETS = {
 }
 # variant -> knobs of its child (scan, embed, state, flags); "pytorch" is the reference
 VARIANTS = {"baseline": {}, "embed=onehot": {"embed": "onehot"}, "embed=sorted": {"embed": "sorted"},
-            "state=bf16bwd": {"state": "bf16bwd"}, "state=f32": {"state": "f32"}, "scan=off": {"scan": False},
-            "bias=dot": {"bias": "dot"},
+            "state=bf16bwd": {"state": "bf16bwd"}, "state=f32": {"state": "f32"}, "scan=on": {"scan": True},
+            "bias=dot": {"bias": "dot"}, "heads=lowp": {"heads": "lowp"},
             # keep the matmuls' outputs and recompute the element-wise work in the backward, as Inductor's
             # min-cut partitioner does for the compiled PyTorch step (remat "none" stores every intermediate)
             "remat=dots": {"remat": "dots"}, "remat=dots_all": {"remat": "dots_all"},
             **{f"xla={k}": {"flags": [k]} for k in XLA_FLAG_SETS}}
-FLASH_ONLY = ("state=bf16bwd", "state=f32")
+FLASH_ONLY = ("state=bf16bwd", "state=f32", "heads=lowp")
 # the order cases start in (each for every model it applies to); the combos follow in a second round
-PRIORITY = ("baseline", "pytorch", "scan=off", "bias=dot", "embed=onehot", "remat=dots", "state=bf16bwd", "xla=cublas",
+PRIORITY = ("baseline", "pytorch", "heads=lowp", "bias=dot", "scan=on", "embed=onehot", "remat=dots", "state=bf16bwd", "xla=cublas",
             "remat=dots_all", "xla=cmdbuf",
             "xla=sched", "embed=sorted", "state=f32", "xla=dsfusion", "xla=cudnn-gemm", "xla=exhaustive")
 PROFILED = ("baseline", "pytorch", "combo")
@@ -178,6 +180,19 @@ def patch_bias(mode: str) -> None:
         return add_bias(y, p["b"].astype(x.dtype)) if "b" in p else y
 
     L.dense = A.dense = dense
+
+
+def patch_heads(mode: str) -> None:
+    """Session 8 ("lowp"): attention.py's gau_heads in the compute dtype throughout (gamma and beta rounded
+    to z's dtype first, scale-offset and RoPE in bf16), the form before commit f400ef7, against the file's
+    float32 heads rounded once after RoPE. Both feed the attention's GEMMs bf16 heads."""
+    from implementations.jax import attention as A
+
+    def gau_heads(p: dict, z, rope: bool):
+        heads = z[..., None, :] * p["gamma"].astype(z.dtype) + p["beta"].astype(z.dtype)
+        return A.apply_rope(heads, -3) if rope else heads
+
+    A.gau_heads = gau_heads
 
 
 STATE_SPEC, PREFIX_SPEC = "bgcs,bgce->bgse", "gh,bhse->bgse"  # attention.py's chunk-state and chunk-prefix GEMMs
@@ -375,8 +390,10 @@ def child(spec: dict) -> dict:
             patch_state(spec["state"])
         if spec.get("bias"):
             patch_bias(spec["bias"])
+        if spec.get("heads"):
+            patch_heads(spec["heads"])
         rec = recording(module, "JaxStep")
-        row, _ = module.run_jax(cfg, scan=spec.get("scan", True), remat=spec.get("remat", "auto"))
+        row, _ = module.run_jax(cfg, scan=spec.get("scan", False), remat=spec.get("remat", "auto"))
         row["xla_flags"] = os.environ.get("XLA_FLAGS", "")
     step = rec.last
     if step is None or row.get("status") != "ok":
@@ -567,7 +584,7 @@ def hlo_only(settings: dict) -> int:
     from suite.runs import RunConfig
 
     from implementations.jax import layers as L
-    forward, real_jnp, real_dense = M.forward, A.jnp, L.dense
+    forward, real_jnp, real_dense, real_heads = M.forward, A.jnp, L.dense, A.gau_heads
     print("| model | variant | " + " | ".join(stablehlo_counts("")) + " |")
     for m, run in base_runs(settings).items():
         cfg = RunConfig(**run)
@@ -582,7 +599,10 @@ def hlo_only(settings: dict) -> int:
                 patch_state(k["state"])
             if "bias" in k:
                 patch_bias(k["bias"])
-            apply, params = impl_jax.from_torch(tm, mc, dtype=J.COMPUTE_DTYPES[cfg.precision], scan=k.get("scan", True),
+            A.gau_heads = real_heads
+            if "heads" in k:
+                patch_heads(k["heads"])
+            apply, params = impl_jax.from_torch(tm, mc, dtype=J.COMPUTE_DTYPES[cfg.precision], scan=k.get("scan", False),
                                                 remat=k.get("remat", "none"))
             step = J.JaxStep(apply, params, cfg, J.decay_mask(tm, mc), J.jax_device("cpu"))
             b = jax.ShapeDtypeStruct((cfg.batch_size, cfg.context), "int32")

@@ -255,6 +255,15 @@ def mixed_chunk_attention(q_quad, k_quad, q_lin, k_lin, v, bias, *, chunk: int, 
     return out.reshape(B, G * C, -1)[:, :T]
 
 
+def gau_heads(p: dict, z, rope: bool):
+    """The GAU's heads z * gamma_h + beta_h (RoPE'd), [B, T, heads, s]: computed in the parameters' precision
+    (float32 on bf16 compute) and rounded once to z's dtype after RoPE, as layer.py's GAU.qkv."""
+    heads = z[..., None, :].astype(jnp.promote_types(z.dtype, p["gamma"].dtype)) * p["gamma"] + p["beta"]
+    if rope:
+        heads = apply_rope(heads, -3)
+    return heads.astype(z.dtype)
+
+
 def gau(p: dict, x, *, attention: str, e: int, s: int, causal: bool, rope: bool, bias_form: str | None,
         bias_len: int, quad_norm: float | None, chunk: int, parts: str, global_norm: str, chunk_prefix: str):
     """One gated attention unit (attention/gau/layer.py): u, v, z = split(silu(x W + b)); the heads
@@ -264,12 +273,7 @@ def gau(p: dict, x, *, attention: str, e: int, s: int, causal: bool, rope: bool,
     T = x.shape[1]
     h = jax.nn.silu(dense(p["hidden"], x))
     u, v, z = h[..., :e], h[..., e:2 * e], h[..., 2 * e:]
-    # [B, T, heads, s] in the parameters' precision (float32 on bf16 compute), rounded once to the compute
-    # dtype after RoPE, as layer.py's GAU.qkv
-    heads = z[..., None, :].astype(jnp.promote_types(z.dtype, p["gamma"].dtype)) * p["gamma"] + p["beta"]
-    if rope:
-        heads = apply_rope(heads, -3)
-    heads = heads.astype(z.dtype)
+    heads = gau_heads(p, z, rope)
     if attention == "quad":
         bias = relative_bias(p["rel"], bias_form, bias_len, T) if bias_form else None
         attn = quadratic_attention(heads[:, :, 0], heads[:, :, 1], v, bias, float(quad_norm or T), causal)
