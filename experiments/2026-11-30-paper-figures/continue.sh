@@ -15,8 +15,8 @@ if [ "$1" = start ]; then
   mkdir -p /tmp/pf /tmp/tree && tar xzf .data/tree.tgz -C /tmp/tree
   cp .data/eltec_eng.jsonl.gz /tmp/pf/
   mkdir -p $OUT_DIR && cp -r /tmp/tree/results/nvidia-h200/paper-figures/runs $OUT_DIR/
-  ( cd /tmp/tree && source suite/gpu_env.sh )  # records env.txt into $OUT (no wheels needed here)
   export FLASH_REPRO_ELTEC=/tmp/pf/eltec_eng.jsonl.gz FLASH_REPRO_COMMIT=$(cat /tmp/tree/COMMIT)
+  ( cd /tmp/tree && source suite/gpu_env.sh )  # records env.txt (with the commit) into $OUT; no wheels needed
   NPROC=$(nvidia-smi -L | wc -l)  # one process per GPU of the machine (the 2-, 4- or 8-GPU kinds)
   SWEEP="torchrun --standalone --nproc_per_node $NPROC run_all.py --preset paper-figures --out $OUT_DIR --checkpoint-every 3m"
   ( cd /tmp/tree && setsid bash -c "
