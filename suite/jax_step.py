@@ -25,8 +25,10 @@ as on PyTorch (the parameters and optimiser state saved as host arrays); no data
 backend. The row adds backend="jax", the JAX versions, platform, device kind,
 matmul precision, the remat policy and scan flag, `compile_s` and `step_mem_gib` (XLA's compile-time
 size of the step: arguments + outputs + temporaries - aliased), and peak_mem_gib from the device's
-`peak_bytes_in_use` where the platform reports it (a process-wide peak: the largest run so far when one
-process runs several).
+`peak_bytes_in_use` where the platform reports it. That peak is process-wide and JAX cannot reset it: a run
+that stays below an earlier run's peak in the same process gets nan, with a message (`own_peak`), where it
+used to report the earlier run's peak (session 8's H200 sweeps: Combiner, FLASH-Quad and FLASH read 28.9 GiB,
+Performer's peak).
 
 The JAX platform follows cfg.device ("cpu", "cuda[:i]"; JAX_PLATFORMS narrows what JAX loads). GPU
 memory is not preallocated (XLA_PYTHON_CLIENT_PREALLOCATE=false unless set): honest memory numbers, and
@@ -242,6 +244,13 @@ def peak_bytes(device: jax.Device) -> float:
     return float(stats["peak_bytes_in_use"]) if stats and "peak_bytes_in_use" in stats else math.nan
 
 
+def own_peak(before: float, after: float) -> float:
+    """A run's peak bytes from the process-wide peak before and after it: `after` where the run set a new peak
+    (or nothing was allocated before it), nan where it stayed at or below an earlier run's (its own peak is
+    then unknown: at most `before`)."""
+    return after if not before > 0 or after > before else math.nan
+
+
 def jax_fields(device: jax.Device | None) -> dict[str, Any]:
     """The columns that say how a JAX run ran (platform and device kind empty before a device is found)."""
     import jaxlib
@@ -276,6 +285,7 @@ def run_jax(cfg: RunConfig, data: Batches | None = None, progress=None, *, remat
     try:
         device = jax_device(cfg.device)
         summary.update(jax_fields(device))
+        peak_before = peak_bytes(device)
         torch_model = build(model_cfg, cfg.seed, torch.device("cpu"))
         summary["n_params"] = sum(p.numel() for p in torch_model.parameters())
         mask = decay_mask(torch_model, model_cfg)
@@ -306,7 +316,10 @@ def run_jax(cfg: RunConfig, data: Batches | None = None, progress=None, *, remat
             result.pop("compile_s", None)  # the step's own count (every remat policy tried) is set below
             summary.update(speed_numbers(summary, ms, torch.device("cpu")))
             summary.update(result)
-        summary["peak_mem_gib"] = peak_bytes(device) / 2**30
+        summary["peak_mem_gib"] = own_peak(peak_before, peak_bytes(device)) / 2**30
+        if math.isnan(summary["peak_mem_gib"]) and peak_before > 0:
+            summary["message"] = (f"peak memory unknown: at most {peak_before / 2**30:.1f} GiB, an earlier run's peak in "
+                                  "this process (JAX cannot reset it); step_mem_gib is XLA's size of the step")
     except Exception as exc:  # every failure is a result row
         summary["status"] = "oom" if is_oom(exc) or "RESOURCE_EXHAUSTED" in str(exc) else "error"
         summary["message"] = f"{exc.__class__.__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"

@@ -397,6 +397,20 @@ def test_run_jax_auto_remat_takes_the_first_policy_that_fits(monkeypatch):
     assert jax_step.run_jax(cfg, remat="auto")[0]["jax_remat"] == "none"
 
 
+def test_run_jax_peak_is_the_runs_own_or_unknown(monkeypatch):
+    """The device's peak is process-wide: a run below an earlier run's peak gets nan and says so, never the
+    earlier run's number; a run that sets a new peak (or the first) gets it."""
+    peaks = iter([0.0, 3 * 2**30, 5 * 2**30, 5 * 2**30, 5 * 2**30, 7 * 2**30])  # (before, after) per run
+    monkeypatch.setattr(jax_step, "peak_bytes", lambda device: next(peaks))
+    cfg = RunConfig(model="transformer", kind="speed", context=16, tokens_per_step=32, vocab_size=64,
+                    warmup_timing_steps=0, timed_steps=1)
+    first, below, above = (jax_step.run_jax(cfg, remat="none")[0] for _ in range(3))
+    assert first["peak_mem_gib"] == 3 and not first["message"]
+    assert math.isnan(below["peak_mem_gib"]) and "at most 5.0 GiB" in below["message"] and below["status"] == "ok"
+    assert above["peak_mem_gib"] == 7
+    assert jax_step.own_peak(math.nan, 2.0) == 2.0 and math.isnan(jax_step.own_peak(2.0, math.nan))
+
+
 def test_run_jax_failure_is_a_row():
     cfg = RunConfig(model="flash", kind="speed", context=32, tokens_per_step=128, vocab_size=64, device="cuda:7")
     row, _ = jax_step.run_jax(cfg)

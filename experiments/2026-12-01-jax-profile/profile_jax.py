@@ -11,8 +11,9 @@ one lane per GPU. Per model, in PRIORITY order while --budget-s lasts:
     state=bf16bwd|f32   hypothesis 2 (FLASH): chunk-state GEMMs accumulated in float32 with a bf16 backward, or
                         all float32 (the form before commit b6ab97f); the baseline is the file's own form
     scan=on             hypothesis 3 (measured in session 7): the layers in jax.lax.scan, the old default
-    heads=lowp          session 8: the GAU's heads computed in the compute dtype (bf16), the form before commit
-                        f400ef7, instead of float32 rounded once after RoPE (attention.py's gau_heads)
+    heads=f32           session 8: the GAU's heads in float32, rounded once after RoPE (commits f400ef7 to
+                        18383c3, measured there as the baseline against "heads=lowp"), instead of the compute
+                        dtype throughout (attention.py's gau_heads, its form before and after)
     bias=dot            hypothesis 6 (session 7): dense layers' bias gradients as a GEMM with ones, not a reduction
     xla=...             hypothesis 4: XLA flag sets (XLA_FLAG_SETS; an unknown flag aborts its child at start)
     combo               every change that beat the baseline by >= COMBO_GAIN, together (profiled too)
@@ -66,14 +67,14 @@ XLA_FLAG_SETS = {
 # variant -> knobs of its child (scan, embed, state, flags); "pytorch" is the reference
 VARIANTS = {"baseline": {}, "embed=onehot": {"embed": "onehot"}, "embed=sorted": {"embed": "sorted"},
             "state=bf16bwd": {"state": "bf16bwd"}, "state=f32": {"state": "f32"}, "scan=on": {"scan": True},
-            "bias=dot": {"bias": "dot"}, "heads=lowp": {"heads": "lowp"},
+            "bias=dot": {"bias": "dot"}, "heads=f32": {"heads": "f32"},
             # keep the matmuls' outputs and recompute the element-wise work in the backward, as Inductor's
             # min-cut partitioner does for the compiled PyTorch step (remat "none" stores every intermediate)
             "remat=dots": {"remat": "dots"}, "remat=dots_all": {"remat": "dots_all"},
             **{f"xla={k}": {"flags": [k]} for k in XLA_FLAG_SETS}}
-FLASH_ONLY = ("state=bf16bwd", "state=f32", "heads=lowp")
+FLASH_ONLY = ("state=bf16bwd", "state=f32", "heads=f32")
 # the order cases start in (each for every model it applies to); the combos follow in a second round
-PRIORITY = ("baseline", "pytorch", "heads=lowp", "bias=dot", "scan=on", "embed=onehot", "remat=dots", "state=bf16bwd", "xla=cublas",
+PRIORITY = ("baseline", "pytorch", "heads=f32", "bias=dot", "scan=on", "embed=onehot", "remat=dots", "state=bf16bwd", "xla=cublas",
             "remat=dots_all", "xla=cmdbuf",
             "xla=sched", "embed=sorted", "state=f32", "xla=dsfusion", "xla=cudnn-gemm", "xla=exhaustive")
 PROFILED = ("baseline", "pytorch", "combo")
@@ -183,14 +184,15 @@ def patch_bias(mode: str) -> None:
 
 
 def patch_heads(mode: str) -> None:
-    """Session 8 ("lowp"): attention.py's gau_heads in the compute dtype throughout (gamma and beta rounded
-    to z's dtype first, scale-offset and RoPE in bf16), the form before commit f400ef7, against the file's
-    float32 heads rounded once after RoPE. Both feed the attention's GEMMs bf16 heads."""
+    """Session 8 ("f32"): attention.py's gau_heads computed in the parameters' precision (float32 on bf16
+    compute) and rounded once to z's dtype after RoPE, as PyTorch's GAU.qkv (the file's form in commits
+    f400ef7-18383c3), against the file's compute-dtype heads. Both feed the attention's GEMMs bf16 heads."""
+    import jax.numpy as jnp
     from implementations.jax import attention as A
 
     def gau_heads(p: dict, z, rope: bool):
-        heads = z[..., None, :] * p["gamma"].astype(z.dtype) + p["beta"].astype(z.dtype)
-        return A.apply_rope(heads, -3) if rope else heads
+        heads = z[..., None, :].astype(jnp.promote_types(z.dtype, p["gamma"].dtype)) * p["gamma"] + p["beta"]
+        return (A.apply_rope(heads, -3) if rope else heads).astype(z.dtype)
 
     A.gau_heads = gau_heads
 

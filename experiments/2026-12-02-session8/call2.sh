@@ -1,7 +1,8 @@
 # Session 8, call 2 (2 x H200, ~6 minutes): call 1 timed the runner's unrolled JAX FLASH step at 64.6 ms at the
 # quality size, 2K, against session 7's 54.9 ms for the same unrolled step before commit f400ef7 (the GAU's
 # heads in float32, rounded once after RoPE); Transformer++ (no GAU heads) moved 43.5 -> 44.3 ms. profile_jax.py
-# times the heads' old form (heads=lowp) and the bias gradient as a GEMM (bias=dot), per group, one per GPU:
+# times the heads' old form (heads=lowp; renamed heads=f32 since, for the reverse test) and the bias gradient
+# as a GEMM (bias=dot), per group, one per GPU:
 #   GPU 0: the quality size (d 512), GPU 1: the base size (d 768), both 2K; baseline = the runner's unrolled step.
 # Same tree export as call 1 (.data/tree.tgz from the commit that holds this file); carry [".data"].
 mkdir -p /tmp/tree && tar xzf .data/tree.tgz -C /tmp/tree

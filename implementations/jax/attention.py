@@ -256,12 +256,12 @@ def mixed_chunk_attention(q_quad, k_quad, q_lin, k_lin, v, bias, *, chunk: int, 
 
 
 def gau_heads(p: dict, z, rope: bool):
-    """The GAU's heads z * gamma_h + beta_h (RoPE'd), [B, T, heads, s]: computed in the parameters' precision
-    (float32 on bf16 compute) and rounded once to z's dtype after RoPE, as layer.py's GAU.qkv."""
-    heads = z[..., None, :].astype(jnp.promote_types(z.dtype, p["gamma"].dtype)) * p["gamma"] + p["beta"]
-    if rope:
-        heads = apply_rope(heads, -3)
-    return heads.astype(z.dtype)
+    """The GAU's heads z * gamma_h + beta_h (RoPE'd), [B, T, heads, s], in z's dtype (gamma and beta rounded to
+    it first). layer.py's GAU.qkv computes them in float32 and rounds once after RoPE; that form here made
+    XLA's backward two slow reductions per layer (H200, quality size, 2K: FLASH's step 67.9 ms against 54.9 in
+    this form, NOTES entry 24), so the backends differ by bf16 roundings of the heads (none in float32/64)."""
+    heads = z[..., None, :] * p["gamma"].astype(z.dtype) + p["beta"].astype(z.dtype)
+    return apply_rope(heads, -3) if rope else heads
 
 
 def gau(p: dict, x, *, attention: str, e: int, s: int, causal: bool, rope: bool, bias_form: str | None,
