@@ -405,7 +405,9 @@ def _main(args, state: dict) -> int:
     if args.lr_from:
         if args.lr is not None:
             raise UsageError("--lr and --lr-from exclude each other")
-        preset = dataclasses.replace(preset, lr={**preset.lr, **swept_learning_rates(Path(args.lr_from))})
+        # the swept rates hold at every setting: the preset's per-setting rates give way to them
+        preset = dataclasses.replace(preset, lr={**preset.lr, **swept_learning_rates(Path(args.lr_from))},
+                                     setting_lr={})
     runs = expand(preset, models=args.models, contexts=args.contexts, objectives=args.objectives, seeds=args.seeds,
                   variants=not args.no_variants, with_peers=args.peers, **settings)
     if not runs:

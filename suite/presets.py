@@ -26,6 +26,9 @@ class Preset:
     peers: list[tuple[list[str], dict[str, Any]]] = field(default_factory=list)
     # peak learning rate per model (over base["lr"]); a variant's or the command line's lr wins
     lr: dict[str, float] = field(default_factory=dict)
+    # a model's peak learning rate at one (objective, context) where it differs from `lr`:
+    # (model, objective, context) -> rate, under the same precedence
+    setting_lr: dict[tuple[str, str, int], float] = field(default_factory=dict)
     # results folder name under results/<platform>/ (default: the preset's name)
     folder: str | None = None
     # seeds per model where they differ from `seeds` (the command line's --seeds wins over both)
@@ -33,6 +36,11 @@ class Preset:
 
     def seeds_of(self, model: str) -> list[int]:
         return self.model_seeds.get(model, self.seeds)
+
+    def lr_of(self, model: str, objective: str, context: int) -> dict[str, float]:
+        """The preset's peak learning rate for one setting, as RunConfig fields ({} for base["lr"])."""
+        lr = self.setting_lr.get((model, objective, context), self.lr.get(model))
+        return {} if lr is None else {"lr": lr}
 
 
 # The fair protocol (issue 10): every model trains the same number of steps with the same step-based

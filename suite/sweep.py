@@ -108,8 +108,7 @@ def expand(preset: Preset, *, models: list[str] | None = None, contexts: list[in
             for context in contexts or ctxs:
                 for model in ms:
                     for seed in seeds or preset.seeds_of(model):
-                        lr = {"lr": preset.lr[model]} if model in preset.lr else {}
-                        kw = {**preset.base, **lr, **extra, **settings}
+                        kw = {**preset.base, **preset.lr_of(model, objective, context), **extra, **settings}
                         if "overrides" in extra and "overrides" in settings:  # model options: merge
                             kw["overrides"] = tuple({**dict(extra["overrides"]), **dict(settings["overrides"])}.items())
                         try:

@@ -698,6 +698,19 @@ def test_lr_from_takes_each_models_best_swept_rate(tmp_path, capsys):
     assert "no runs.csv" in capsys.readouterr().err
 
 
+def test_a_presets_setting_rate_wins_over_the_models_rate_there_only():
+    from suite.presets import PRESETS
+    from suite.sweep import expand
+    base = PRESETS["paper-figures"]
+    preset = dataclasses.replace(base, setting_lr={("flash", "mlm", 8192): 1e-3})
+    runs = expand(preset, models=["flash", "transformer_plus_plus"], seeds=[0])
+    lr = {(r.model, r.objective, r.context): r.lr for r in runs}
+    assert lr[("flash", "mlm", 8192)] == 1e-3
+    assert lr[("flash", "mlm", 2048)] == lr[("flash", "clm", 8192)] == base.lr["flash"]
+    assert lr[("transformer_plus_plus", "mlm", 8192)] == base.lr["transformer_plus_plus"]
+    assert {r.lr for r in expand(preset, models=["flash"], seeds=[0], lr=5e-4)} == {5e-4}  # the command line wins
+
+
 def test_result_rows_carry_the_configuration_as_data(corpus):
     """backend, compile mode and model options are columns, not only parts of the variant's label; run
     files written before these columns get them from their config_json."""
