@@ -28,6 +28,7 @@ LAYERS = [
     ("command line", {"cli"}),
     ("profiler command line", {"profile"}),
     ("platform comparison command line", {"platforms"}),
+    ("backend parity command line", {"backend_parity"}),
 ]
 LAYER_OF = {m: i for i, (_, ms) in enumerate(LAYERS) for m in ms}
 
