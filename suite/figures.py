@@ -10,7 +10,8 @@ Figures (file stems):
   one panel per (objective, baseline); dashed line at 1.0x; a hollow triangle at the bottom edge
   where a model never reached the baseline's quality.
 - ``quality_vs_time``: held-out bits per byte (or loss) vs training time, one panel per context
-  length, one row per objective; dotted line at Transformer++'s final quality.
+  length, one row per objective, a line per model (several seeds: their mean over a band of their range);
+  dotted line at Transformer++'s final quality.
 - ``latency_vs_context``: median training-step time vs context length; OOM marked with an x at the
   top edge.
 - ``memory_vs_context``: peak accelerator memory vs context length; OOM marked the same way.
@@ -35,6 +36,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator
 from matplotlib.transforms import blended_transform_factory
 
@@ -256,9 +258,10 @@ def plot_speedup(runs: pd.DataFrame, curves: pd.DataFrame, out_dir: Path,
 def plot_quality_vs_time(runs: pd.DataFrame, curves: pd.DataFrame, out_dir: Path,
                          reference: str = "transformer_plus_plus") -> list[Path]:
     """Held-out bits per byte (eval_bpb; eval loss in nats/token when bpb is missing) vs training
-    time, one panel per context length (columns), one row per objective; every finished training
-    run's curve, one colour per model (seeds share it). A dotted line marks the reference model's
-    final quality (the speedup target). Writes quality_vs_time.{png,svg}."""
+    time, one panel per context length (columns), one row per objective; one curve per model and
+    configuration: with several seeds their mean per evaluation step (time and quality) over a band from
+    the lowest to the highest seed. A dotted line marks the reference model's final quality (the speedup
+    target). Writes quality_vs_time.{png,svg}."""
     if runs is None or runs.empty or curves is None or curves.empty:
         return []
     tr = train_runs(runs)
@@ -285,7 +288,7 @@ def plot_quality_vs_time(runs: pd.DataFrame, curves: pd.DataFrame, out_dir: Path
     with matplotlib.rc_context(_RC):
         fig = _new_figure(len(objs), len(ctxs), panel_w=3.6, panel_h=2.9)
         axes = _panel_grid(fig, len(objs), len(ctxs), sharey="row")
-        models_seen, ref_drawn = [], False
+        models_seen, ref_drawn, seeded = [], False, False
         solid = _one_line_style(_variants(cur, V), V)
         for i, obj in enumerate(objs):
             row = cur[cur["objective"].astype(str) == obj]
@@ -304,10 +307,14 @@ def plot_quality_vs_time(runs: pd.DataFrame, curves: pd.DataFrame, out_dir: Path
                     ax.set_axis_off()
                     continue
                 for m in _variants(d, V):
-                    for rid, g in d[d["variant"] == m].groupby("run_id", sort=False):
-                        g = g.sort_values("time_s")
-                        ax.plot(g["time_s"], g[metric], **_style(V[m], solid), lw=1.5, alpha=0.9, ms=3.5,
-                                markevery=[len(g) - 1])
+                    g = _seed_mean(d[d["variant"] == m], metric)
+                    style = _style(V[m], solid)
+                    ax.plot(g["time_s"], g["mean"], **style, lw=1.5, alpha=0.9, ms=3.5, markevery=[len(g) - 1])
+                    if (g["runs"] > 1).any():
+                        many = g[g["runs"] > 1]
+                        ax.fill_between(many["time_s"], many["lo"], many["hi"], color=style["color"], alpha=0.2,
+                                        lw=0, zorder=1)
+                        seeded = True
                     models_seen.append(m)
                 ref = tr[(tr["variant"] == reference) & (tr["objective"].astype(str) == obj)
                          & (tr["context"].astype(float) == ctx)]
@@ -328,9 +335,21 @@ def plot_quality_vs_time(runs: pd.DataFrame, curves: pd.DataFrame, out_dir: Path
         if ref_drawn:
             handles.append(Line2D([], [], color=V[reference].spec.display_color, ls=":", lw=1.2,
                                   label=f"{V[reference].label} final (speedup target)"))
+        if seeded:
+            handles.append(Patch(color="0.5", alpha=0.3, lw=0, label="range over seeds (line: their mean)"))
         _legend(fig, handles)
         fig.suptitle("Quality vs training time\n" + _subtitle(tr, size=size, extra=note))
         return _save(fig, out_dir, "quality_vs_time")
+
+
+def _seed_mean(d: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """One variant's curves (a run per seed) as one: per evaluation step the mean time and metric over the
+    runs that reached it, their min and max, and how many there were; sorted by step."""
+    step = "step" if "step" in d.columns else "time_s"  # (curves without steps: each point its own)
+    g = d.groupby(step)
+    out = pd.DataFrame({"time_s": g["time_s"].mean(), "mean": g[metric].mean(), "lo": g[metric].min(),
+                        "hi": g[metric].max(), "runs": g["run_id"].nunique()})
+    return out.sort_index().reset_index(drop=True)
 
 
 # -------------------------------------------------------------------- 3./4. latency and memory vs context
