@@ -38,11 +38,12 @@ PREFIX_MATMUL_MIN_CHUNKS = 8
 STATE_SUM_DTYPE = torch.float32  # sums of chunk states over chunks run in at least this precision
 # How "mixed" adds the local and the global part (the same numbers up to one bf16 rounding of the local part):
 # "baddbmm": local = P v, then out = local + q_lin state in the epilogue of a second GEMM; compiled, that GEMM
-#   first copies local into its output (ATen's baddbmm with out != input: the "Memcpy DtoD" of 64 us per
-#   layer at the quality size, 2K, in results/nvidia-h200/fused-kernel/profile), and v's two gradients are
-#   added in their own pass (93 us). "concat": one GEMM, out = [P, q_lin] [v; state] over K = C + s: no
+#   first copies local into its output (ATen's baddbmm with out != input: likely the one "Memcpy DtoD" of
+#   64 us per layer at the quality size, 2K, in results/nvidia-h200/fused-kernel/profile), and v's two
+#   gradients are added in their own pass (likely its `triton_poi_fused_add_view`, 93 us). "concat": one GEMM, out = [P, q_lin] [v; state] over K = C + s: no
 #   local tensor, no copy; its backward reads dout twice instead of four times and returns [dP, dq_lin] and
-#   [dv_local; d state] from one GEMM each. Read at every call (gpu_check.py times both); session 9 measures.
+#   [dv_local; d state] from one GEMM each. Read at every call; experiments/2026-12-03-session9/global_form.py
+#   times both (NOTES entry 26).
 GLOBAL_FORMS = ("baddbmm", "concat")
 GLOBAL_FORM = "baddbmm"
 
