@@ -21,6 +21,12 @@ Rules, per setting (objective, context):
   linear cost       FLASH's time per token at its longest context measured over its shortest, per platform
                     and model size: "reproduced" when it grows by less than LINEAR_TOLERANCE over at
                     least a 4x longer context.
+  learning rates    where a learning-rate check (training runs of one model at several rates, same setting,
+                    any length: `lr_sweep_table` over every results folder) finds a rate beating the one the
+                    curves used by more than the end-of-run noise, the setting is handicapped for that model
+                    (`rate_handicaps`). A handicapped baseline inflates the claim there: that setting is
+                    not counted (a speedup claim faster everywhere else is then "partly"), and the reason
+                    says why; a handicapped FLASH makes the speedup there a lower bound, said so.
 A claim with no runs behind it is "open". Every verdict from one seed (pair) says "one seed: provisional".
 Paper numbers: Hua et al., "Transformer Quality in Linear Time", ICML 2022 (perplexities at 8K: a
 secondary source), as collected in the project's design notes.
@@ -32,7 +38,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from .analysis import context_label, curves_by_run, gap_along_training, train_runs
+from .analysis import context_label, curves_by_run, gap_along_training, lr_sweep_table, model_label, train_runs
 
 CLAIM_COLUMNS = ["claim", "paper", "platform", "ours", "verdict", "reason", "n_pairs"]
 ANY_PLATFORM = "any (quality per step)"
@@ -71,7 +77,40 @@ def _seeds_note(n_pairs: int) -> str:
     return "; one seed: provisional" if n_pairs <= 1 else f"; {n_pairs} seed pairs"
 
 
-def _speedup_rows(tab: pd.DataFrame, objective: str, model: str = "flash") -> list[dict]:
+def rate_handicaps(runs: pd.DataFrame, checks: pd.DataFrame | None, noise: float) -> dict[tuple[str, str, int], str]:
+    """(model, objective, context) -> what a learning-rate check says, where the rate of `runs` (the curves'
+    training runs) is beaten at that setting by another rate of `checks` (every folder's runs; the same
+    variant, objective, context and size, one setting of data, tokens and steps) by more than `noise` bits
+    per byte at the end."""
+    if checks is None or checks.empty or runs.empty:
+        return {}
+    sweep = lr_sweep_table(checks)
+    tr = train_runs(runs)
+    if sweep.empty or tr.empty:
+        return {}
+    found = {}
+    for (variant, model, objective, context, size), g in tr.groupby(["variant", "model", "objective", "context",
+                                                                      "size"]):
+        used = float(pd.to_numeric(g["lr"], errors="coerce").median())
+        same = sweep[(sweep["variant"] == variant) & (sweep["objective"] == objective)
+                     & (pd.to_numeric(sweep["context"]) == float(context)) & (sweep["size"] == size)]
+        for setting, h in same.groupby("setting") if "setting" in same.columns else [("", same)]:
+            mine = h[np.isclose(h["lr"].astype(float), used)]
+            if mine.empty:
+                continue
+            best = h.loc[h["final_bpb_mean"].astype(float).idxmin()]
+            gain = float(mine["final_bpb_mean"].iloc[0]) - float(best["final_bpb_mean"])
+            if np.isclose(float(best["lr"]), used) or not gain > noise:
+                continue
+            where = ("causal " if objective == "clm" else "masked ") + context_label(context)
+            found[(model, objective, int(context))] = (
+                f"{model_label(model)}'s rate {used:g} is not its best at {where}: {float(best['lr']):g} ends "
+                f"{gain:.3f} bpb lower in a learning-rate check")
+    return found
+
+
+def _speedup_rows(tab: pd.DataFrame, objective: str, model: str = "flash", handicaps: dict | None = None,
+                  baseline: str = "transformer_plus_plus") -> list[dict]:
     claim = ("FLASH trains faster than Transformer++ at equal quality, "
              + ("causal LM" if objective == "clm" else "masked LM"))
     sel = tab[(tab["model"] == model) & (tab["objective"] == objective)]
@@ -79,14 +118,22 @@ def _speedup_rows(tab: pd.DataFrame, objective: str, model: str = "flash") -> li
         return [{"claim": claim, "paper": PAPER_SPEEDUP_TEXT[objective], "platform": "-", "ours": "no runs yet",
                  "verdict": "open", "reason": "no learning curves of both models", "n_pairs": 0}]
     low, high = PAPER_SPEEDUP[objective]
+    handicaps = handicaps or {}
     rows = []
     n_variants = sel.groupby("platform")["variant"].nunique()
     for (platform, variant), g in sel.groupby(["platform", "variant"], sort=True):
         g = g.sort_values("context")
         where = platform if n_variants[platform] == 1 else f"{platform}, {variant}"  # e.g. two backends
-        cells, faster, slower, level, above, below, short = [], [], [], [], [], [], []
+        cells, faster, slower, level, above, below, short, notes = [], [], [], [], [], [], [], []
         for r in g.to_dict("records"):
             ctx = context_label(r["context"])
+            key = (objective, int(r["context"]))
+            if (baseline, *key) in handicaps:  # the baseline held back by its rate: the claim inflated here
+                cells.append(f"{r['speedup_mean']:.2f}x at {ctx} (not counted)")
+                notes.append(f"not counted at {ctx}: {handicaps[(baseline, *key)]}")
+                continue
+            if (model, *key) in handicaps:
+                notes.append(f"a lower bound at {ctx}: {handicaps[(model, *key)]}")
             if not r["n_reached"]:  # no pair reached the baseline's final quality within the run
                 cells.append(f"never at the baseline's quality at {ctx}")
                 slower.append(ctx)
@@ -111,7 +158,8 @@ def _speedup_rows(tab: pd.DataFrame, objective: str, model: str = "flash") -> li
                  f"range holds 1 at {_list(level)}" if level else "",
                  f"above the paper's range at {_list(above)}" if above else "",
                  f"below the paper's range at {_list(below)}" if below else "",
-                 f"some seed pairs never reached the baseline's quality at {_list(short)} (counted level)" if short else ""]
+                 f"some seed pairs never reached the baseline's quality at {_list(short)} (counted level)" if short else "",
+                 *notes]
         if g["steps_ratio_mean"].notna().any():
             parts.append(f"steps ratio {_span(g['steps_ratio_mean'].dropna())}, "
                          f"step-time ratio {_span(g['step_time_ratio'])}")
@@ -131,16 +179,23 @@ def _final_gaps(gap: pd.DataFrame, model: str) -> pd.DataFrame:
         ["objective", "context"])
 
 
-def _level_row(claim: str, paper: str, final: pd.DataFrame, noise: float, what: str) -> dict:
-    """'at least level' claims from final gaps (the model minus its reference, bits per byte)."""
+def _level_row(claim: str, paper: str, final: pd.DataFrame, noise: float, what: str,
+               skip: dict[tuple[str, int], str] | None = None) -> dict:
+    """'at least level' claims from final gaps (the model minus its reference, bits per byte); `skip`:
+    (objective, context) -> why that setting is not counted (the reference's rate handicapped)."""
+    skip = skip or {}
     if final.empty:
         return {"claim": claim, "paper": paper, "platform": ANY_PLATFORM, "ours": "no runs yet", "verdict": "open",
                 "reason": f"no learning curves of {what}", "n_pairs": 0}
-    cells, ahead, behind, level = [], [], [], []
+    cells, ahead, behind, level, notes = [], [], [], [], []
     for r in final.to_dict("records"):
         ctx = ("causal " if r["objective"] == "clm" else "masked ") + context_label(r["context"])
         rng = f" [{r['gap_min']:+.3f}, {r['gap_max']:+.3f}]" if r["n_pairs"] > 1 else ""
-        cells.append(f"{r['gap_mean']:+.3f}{rng} {ctx}")
+        why = skip.get((r["objective"], int(r["context"])))
+        cells.append(f"{r['gap_mean']:+.3f}{rng} {ctx}" + (" (not counted)" if why else ""))
+        if why:
+            notes.append(f"not counted at {ctx}: {why}")
+            continue
         (ahead if r["gap_max"] < -noise else behind if r["gap_min"] > noise else level).append(ctx)
     verdict = "reproduced" if not behind else "not reproduced" if not ahead and not level else "partly"
     parts = [f"ahead at {_list(ahead)}" if ahead else "", f"level within noise at {_list(level)}" if level else "",
@@ -148,7 +203,7 @@ def _level_row(claim: str, paper: str, final: pd.DataFrame, noise: float, what: 
     n_pairs = int(final["n_pairs"].min())
     return {"claim": claim, "paper": paper, "platform": ANY_PLATFORM, "ours": "final bpb difference " + ", ".join(cells),
             "verdict": verdict, "reason": "; ".join(p for p in parts if p) + f" (end-of-run noise {noise:.3f} bpb)"
-            + _seeds_note(n_pairs), "n_pairs": n_pairs}
+            + "".join("; " + n for n in notes) + _seeds_note(n_pairs), "n_pairs": n_pairs}
 
 
 def _below_row(gap: pd.DataFrame, noise: float) -> dict:
@@ -209,20 +264,26 @@ def _linear_rows(times: pd.DataFrame, model: str = "flash") -> list[dict]:
 
 
 def claims_table(runs: pd.DataFrame, curves: pd.DataFrame, speedups: pd.DataFrame, times: pd.DataFrame,
-                 baseline: str = "transformer_plus_plus") -> pd.DataFrame:
+                 baseline: str = "transformer_plus_plus", checks: pd.DataFrame | None = None) -> pd.DataFrame:
     """Every claim's row(s): speedup claims per platform (`platform_speedups`), quality claims once (any
-    platform), linear cost per platform (`platform_step_times`)."""
+    platform), linear cost per platform (`platform_step_times`). `checks`: runs searched for learning-rate
+    checks (`rate_handicaps`; every results folder's runs)."""
     tr = train_runs(runs)
     noise = end_noise_bpb(curves[curves["run_id"].isin(tr["run_id"])]) if not tr.empty else math.nan
     noise = 0.0 if not np.isfinite(noise) else noise
     gap = gap_along_training(runs, curves, baseline)
     to_flash = gap_along_training(runs, curves, "flash")
-    rows = (_speedup_rows(speedups, "clm") + _speedup_rows(speedups, "mlm")
+    handicaps = rate_handicaps(runs, checks, noise)
+
+    def skip(model: str) -> dict[tuple[str, int], str]:  # the settings where `model` is held back by its rate
+        return {(o, c): why for (m, o, c), why in handicaps.items() if m == model}
+    rows = (_speedup_rows(speedups, "clm", handicaps=handicaps, baseline=baseline)
+            + _speedup_rows(speedups, "mlm", handicaps=handicaps, baseline=baseline)
             + [_level_row("FLASH's quality at least level with Transformer++'s at equal steps",
                           "8K Wiki-40B perplexity 15.109 (FLASH) vs 15.254 (Transformer++)",
-                          _final_gaps(gap, "flash"), noise, "FLASH and Transformer++"),
+                          _final_gaps(gap, "flash"), noise, "FLASH and Transformer++", skip(baseline)),
                _level_row("FLASH-Quad at least as good as FLASH", "8K Wiki-40B perplexity 14.998 vs 15.109",
-                          _final_gaps(to_flash, "flash_quad"), noise, "FLASH-Quad and FLASH"),
+                          _final_gaps(to_flash, "flash_quad"), noise, "FLASH-Quad and FLASH", skip("flash")),
                _below_row(to_flash, noise)]
             + _linear_rows(times))
     return pd.DataFrame(rows, columns=CLAIM_COLUMNS)
@@ -236,4 +297,4 @@ def claims_markdown(tab: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["CLAIM_COLUMNS", "PAPER_SPEEDUP", "end_noise_bpb", "claims_table", "claims_markdown"]
+__all__ = ["CLAIM_COLUMNS", "PAPER_SPEEDUP", "end_noise_bpb", "rate_handicaps", "claims_table", "claims_markdown"]

@@ -392,7 +392,7 @@ def write_platform_report(curves_folder: Path | None, time_roots: list[Path], ou
         tab = platform_speedups(runs, curves, times, baseline)
         q = quality_per_step(runs, curves, baseline)
         gap = gap_along_training(runs, curves, baseline)
-        claims = claims_table(runs, curves, tab, times, baseline)
+        claims = claims_table(runs, curves, tab, times, baseline, checks=every)
         docs += [("platform_speedup", tab, speedup_markdown(tab, times)),
                  ("claims", claims, "## The paper's claims against these curves\n\n" + claims_markdown(claims)),
                  ("quality_per_step", q, _table_md("Steps to the baseline's final quality, per seed pair", q)),

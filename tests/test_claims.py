@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from suite.analysis import PLATFORM_SPEEDUP_COLUMNS, STEP_TIME_COLUMNS
-from suite.claims import claims_markdown, claims_table, end_noise_bpb
+from suite.claims import claims_markdown, claims_table, end_noise_bpb, rate_handicaps
 from tests.test_platforms import curve_rows, train_row
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -134,6 +134,35 @@ def test_flash_quad_and_the_weaker_baselines_are_compared_with_flash():
     assert row_of(claims, "FLASH-Quad at least")["verdict"] == "reproduced"
     below = row_of(claims, "Performer and Combiner")
     assert below["verdict"] == "partly" and "1 of 2 settings" in below["reason"]  # Combiner level with FLASH
+
+
+def test_a_baseline_held_back_by_its_learning_rate_is_not_counted_there():
+    """A learning-rate check (runs at several rates, same variant and setting, here shorter) that beats the
+    curves' rate by more than the noise: for the baseline, that setting is not counted (faster everywhere
+    else is then "partly") and the reason says why; for FLASH the speedup there is a lower bound."""
+    runs, curves = quality_runs({"flash": -0.02})  # every run at lr 1e-3, at 2K ...
+    long = [train_row(m, seed, 2.0 + gap, context=8192) for m, gap in (("transformer_plus_plus", 0.0), ("flash", -0.02))
+            for seed in (0, 1)]  # ... and at 8K
+    runs = pd.concat([runs, pd.DataFrame(long)], ignore_index=True)
+    curves = pd.concat([curves] + [pd.DataFrame(final_curve(r["run_id"], r["final_eval_loss"])) for r in long],
+                       ignore_index=True)
+    tab = pd.DataFrame([speedup("GPU", 2048, 1.5, 1.4, 1.6), speedup("GPU", 8192, 9.0, 8.0, 10.0)])
+    check = [train_row("transformer_plus_plus", 0, loss, steps=600, context=8192, lr=lr) | {"run_id": f"t{lr}"}
+             for lr, loss in ((1e-3, 1.0), (5e-4, 0.8), (2e-3, 1.2))]
+    check += [train_row("transformer_plus_plus", 0, loss, steps=600, lr=lr) | {"run_id": f"u{lr}"}
+              for lr, loss in ((1e-3, 1.0), (5e-4, 1.001))]  # 2K: better only within the noise
+    check += [train_row("flash", 0, loss, steps=600, lr=lr) | {"run_id": f"f{lr}"}
+              for lr, loss in ((1e-3, 1.0), (2e-3, 0.9))]
+    checks = pd.DataFrame(check)
+    handicaps = rate_handicaps(runs, checks, noise=0.004)
+    assert set(handicaps) == {("flash", "clm", 2048), ("transformer_plus_plus", "clm", 8192)}
+    assert "0.002 ends 0.144 bpb lower" in handicaps[("flash", "clm", 2048)]
+    claims = claims_table(runs, curves, tab, empty_times(), checks=checks)
+    row = row_of(claims, "causal LM", "GPU")
+    assert row["verdict"] == "partly" and "faster at 2K" in row["reason"] and "9.00x at 8K (not counted)" in row["ours"]
+    assert "not counted at 8K: Transformer++'s rate 0.001 is not its best at causal 8K: 0.0005 ends 0.289" in row["reason"]
+    assert "a lower bound at 2K: FLASH's rate 0.001" in row["reason"]
+    assert row_of(claims_table(runs, curves, tab, empty_times()), "causal LM", "GPU")["verdict"] == "reproduced"
 
 
 def test_claims_without_runs_are_open():
