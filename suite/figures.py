@@ -307,14 +307,9 @@ def plot_quality_vs_time(runs: pd.DataFrame, curves: pd.DataFrame, out_dir: Path
                     ax.set_axis_off()
                     continue
                 for m in _variants(d, V):
-                    g = _seed_mean(d[d["variant"] == m], metric)
-                    style = _style(V[m], solid)
-                    ax.plot(g["time_s"], g["mean"], **style, lw=1.5, alpha=0.9, ms=3.5, markevery=[len(g) - 1])
-                    if (g["runs"] > 1).any():
-                        many = g[g["runs"] > 1]
-                        ax.fill_between(many["time_s"], many["lo"], many["hi"], color=style["color"], alpha=0.2,
-                                        lw=0, zorder=1)
-                        seeded = True
+                    g = seed_mean(d[d["variant"] == m], metric)
+                    seeded |= draw_seed_mean(ax, g, "time_s", _style(V[m], solid), lw=1.5, alpha=0.9, ms=3.5,
+                                             markevery=[len(g) - 1])
                     models_seen.append(m)
                 ref = tr[(tr["variant"] == reference) & (tr["objective"].astype(str) == obj)
                          & (tr["context"].astype(float) == ctx)]
@@ -336,20 +331,38 @@ def plot_quality_vs_time(runs: pd.DataFrame, curves: pd.DataFrame, out_dir: Path
             handles.append(Line2D([], [], color=V[reference].spec.display_color, ls=":", lw=1.2,
                                   label=f"{V[reference].label} final (speedup target)"))
         if seeded:
-            handles.append(Patch(color="0.5", alpha=0.3, lw=0, label="range over seeds (line: their mean)"))
+            handles.append(Patch(color="0.5", alpha=0.3, lw=0, label=SEED_BAND_LABEL))
         _legend(fig, handles)
         fig.suptitle("Quality vs training time\n" + _subtitle(tr, size=size, extra=note))
         return _save(fig, out_dir, "quality_vs_time")
 
 
-def _seed_mean(d: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """One variant's curves (a run per seed) as one: per evaluation step the mean time and metric over the
-    runs that reached it, their min and max, and how many there were; sorted by step."""
-    step = "step" if "step" in d.columns else "time_s"  # (curves without steps: each point its own)
-    g = d.groupby(step)
-    out = pd.DataFrame({"time_s": g["time_s"].mean(), "mean": g[metric].mean(), "lo": g[metric].min(),
-                        "hi": g[metric].max(), "runs": g["run_id"].nunique()})
+def seed_mean(d: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """One variant's curves (a run per seed) as one: per evaluation step (column `step`; rows without one
+    stand alone) the mean step, time (where there is a `time_s`) and metric over the runs that reached it,
+    the metric's min and max, and how many runs there were; sorted by step."""
+    key = "step" if "step" in d.columns else "time_s"
+    g = d.groupby(key)
+    out = pd.DataFrame({"mean": g[metric].mean(), "lo": g[metric].min(), "hi": g[metric].max(),
+                        "runs": g["run_id"].nunique()})
+    for col in ("step", "time_s"):
+        if col in d.columns:
+            out[col] = g[col].mean() if col != key else out.index
     return out.sort_index().reset_index(drop=True)
+
+
+def draw_seed_mean(ax, g: pd.DataFrame, x: str, style: dict, **line) -> bool:
+    """`seed_mean`'s line against column x, over a band from the lowest to the highest run where there are
+    several; whether a band was drawn."""
+    ax.plot(g[x], g["mean"], **style, **line)
+    many = g[g["runs"] > 1]
+    if many.empty:
+        return False
+    ax.fill_between(many[x], many["lo"], many["hi"], color=style["color"], alpha=0.2, lw=0, zorder=1)
+    return True
+
+
+SEED_BAND_LABEL = "range over seeds (line: their mean)"
 
 
 # -------------------------------------------------------------------- 3./4. latency and memory vs context

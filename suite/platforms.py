@@ -24,7 +24,8 @@ Writes under --out (default: results/platforms):
                                        range over seed pairs) and where they last crossed
     figures/gap_vs_steps.{png,svg}     that gap against training steps, one panel per objective and context
     figures/platform_speedup.{png,svg} speedup vs context, one panel per (objective, platform)
-    figures/quality_vs_steps.{png,svg} held-out bits per byte vs training steps per context (any hardware)
+    figures/quality_vs_steps.{png,svg} held-out bits per byte vs training steps, a row per objective, a panel per
+                                       context (any hardware); seeds as their mean over a band of their range
     figures/quality_vs_cost.{png,svg}  the same vs training cost (steps x step time) per platform and
                                        context, the paper's quality-vs-cost figures
     tables/backends.{csv,md}           every platform and execution (PyTorch eager, PyTorch compiled, JAX jit):
@@ -51,7 +52,8 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLo
 from .claims import claims_markdown, claims_table
 from .analysis import (Variant, backend_table, curves_by_run, context_label, gap_along_training, last_crossing, model_label, objective_label,
                        platform_speedups, platform_step_times, quality_per_step, ranking_table, variants_of)
-from .figures import _RC, _context_axis, _legend, _model_handles, _new_figure, _one_line_style, _save, _style
+from .figures import (SEED_BAND_LABEL, _RC, _context_axis, _legend, _model_handles, _new_figure, _one_line_style, _save,
+                      _style, draw_seed_mean, seed_mean)
 from .report import _fmt, load_results, markdown_table
 from .store import write_if_changed
 
@@ -321,57 +323,87 @@ def plot_platform_speedup(tab: pd.DataFrame, out_dir: Path) -> list[Path]:
 
 def plot_quality_curves(runs: pd.DataFrame, curves: pd.DataFrame, times: pd.DataFrame | None,
                         out_dir: Path) -> list[Path]:
-    """Held-out bits per byte of every run (every seed drawn) against training steps (`times` None:
-    `quality_vs_steps`, the hardware-independent half) or against training cost in hours, steps x each
-    platform's step time (`quality_vs_cost`: one row per platform, the paper's quality-vs-cost figures);
-    one column per (objective, context)."""
+    """Held-out bits per byte against training steps (`times` None: `quality_vs_steps`, the
+    hardware-independent half; a row per objective, a column per context) or against training cost in
+    hours, steps x each platform's step time (`quality_vs_cost`: a row per platform, a column per
+    (objective, context); the paper's quality-vs-cost figures). One line per model and configuration: with
+    several seeds their mean per evaluation step over a band from the lowest to the highest seed. Each
+    column's quality axis zooms on its end of training (its best value to four times the spread of the
+    final values above it)."""
     from .analysis import _options_column, train_runs
     tr = train_runs(runs)
     if tr.empty or curves.empty or (times is not None and times.empty):
         return []
     import matplotlib
+    from matplotlib.patches import Patch
     tr = tr.assign(options=_options_column(tr))
     V = variants_of(tr)
     panels = sorted({(o, int(c)) for o, c in zip(tr["objective"], tr["context"])}, key=lambda k: (k[0], k[1]))
     platforms = sorted(times["platform"].unique()) if times is not None else [None]
     index = ({(r["platform"], r["objective"], r["context"], r["size"], r["model"], r["options"]): r["ms_per_token"]
               for r in times.to_dict("records")} if times is not None else {})
-    by_run = {rid: g.sort_values("step") for rid, g in curves_by_run(curves).items()}
+    by_run = {rid: g.sort_values("step").assign(run_id=rid) for rid, g in curves_by_run(curves).items()}
     solid = _one_line_style(list(dict.fromkeys(tr["variant"])), V)  # variants of one model told apart by style
+    if times is None:  # a row per objective: (row, column) of each panel
+        objs = list(dict.fromkeys(o for o, _ in panels))
+        place = {p: (objs.index(p[0]), [q for q in panels if q[0] == p[0]].index(p)) for p in panels}
+        shape = (len(objs), max(col for _, col in place.values()) + 1)
+    else:  # a row per platform, a column per panel
+        place = {p: (0, j) for j, p in enumerate(panels)}
+        shape = (len(platforms), len(panels))
     with matplotlib.rc_context(_RC):
-        fig = _new_figure(len(platforms), len(panels), panel_w=3.4, panel_h=2.8)
-        axes = fig.subplots(len(platforms), len(panels), squeeze=False, sharey="col")
-        drawn = []
+        fig = _new_figure(*shape, panel_w=3.4, panel_h=2.8)
+        axes = fig.subplots(*shape, squeeze=False)
+        used, drawn, banded = set(), [], False
         for i, platform in enumerate(platforms):
-            for j, (obj, ctx) in enumerate(panels):
-                ax = axes[i, j]
+            for (obj, ctx), (row, col) in place.items():
+                row = row if platform is None else i
+                ax = axes[row, col]
+                used.add((row, col))
                 where = f", {platform}" if platform else ""
                 ax.set_title(f"{objective_label(obj)} {context_label(ctx)}{where}", fontsize=8)
-                n_lines = len(drawn)
-                if j == 0:
+                if col == 0:
                     ax.set_ylabel("held-out bits per byte")
-                for _, r in tr[(tr["objective"] == obj) & (tr["context"] == ctx)].iterrows():
-                    c = by_run.get(r["run_id"])
+                lines = []
+                for variant, g in tr[(tr["objective"] == obj) & (tr["context"] == ctx)].groupby("variant", sort=False):
+                    r = g.iloc[0]
                     mpt = 1.0 if platform is None else index.get((platform, obj, r["context"], r["size"], r["model"],
                                                                   r["options"]))
-                    if mpt is None or c is None:
+                    c = [by_run[rid] for rid in g["run_id"] if rid in by_run]
+                    if mpt is None or not c:
                         continue
-                    x = c["step"].to_numpy(float)
+                    m = seed_mean(pd.concat(c, ignore_index=True), "eval_bpb")
                     if platform is not None:  # hours of training on that platform
-                        x = x * mpt * float(r["tokens_per_step"]) / 3.6e6
-                    ax.plot(x, c["eval_bpb"].to_numpy(float), lw=1.2, **{**_style(V[r["variant"]], solid), "marker": None})
-                    drawn.append(r["variant"])
-                if len(drawn) == n_lines:  # this platform timed none of this setting's models: say so
-                    _say_no_step_times(ax, 8, left=False, bottom=False, labelleft=j == 0, labelbottom=False)
+                        m["step"] = m["step"] * mpt * float(r["tokens_per_step"]) / 3.6e6
+                    banded |= draw_seed_mean(ax, m, "step", {**_style(V[variant], solid), "marker": None}, lw=1.2)
+                    drawn.append(variant)
+                    lines.append(m)
+                if not lines:  # this platform timed none of this setting's models: say so
+                    _say_no_step_times(ax, 8, left=False, bottom=False, labelleft=col == 0, labelbottom=False)
                     continue
+                lo = min(float(m["lo"].min()) for m in lines)
+                top = max(float(m["hi"].max()) for m in lines)
+                span = max(max(float(m["mean"].iloc[-1]) for m in lines) - lo, 0.02 * abs(lo))
+                top = min(top, lo + 4.0 * span)
+                ax.set_ylim(lo - 0.05 * (top - lo), top + 0.05 * (top - lo))
                 ax.set_xscale("log")
+                shown = [float(m.loc[m["mean"] <= top, "step"].min()) for m in lines if (m["mean"] <= top).any()]
+                if shown and min(shown) > 0:  # from where the first line enters the zoomed range
+                    ax.set_xlim(left=min(shown) / 1.25)
                 ax.xaxis.set_minor_formatter(NullFormatter())
                 ax.set_xlabel("training steps" if platform is None else "training cost (hours)")
-        _legend(fig, _model_handles(list(dict.fromkeys(drawn)), V, solid=solid))
+        for row, col in np.ndindex(*shape):
+            if (row, col) not in used:
+                axes[row, col].set_axis_off()
+        handles = _model_handles(list(dict.fromkeys(drawn)), V, solid=solid)
+        if banded:
+            handles.append(Patch(color="0.5", alpha=0.3, lw=0, label=SEED_BAND_LABEL))
+        _legend(fig, handles)
+        seeds = " (mean and range over seeds)" if banded else ""
         if platform is None:
-            fig.suptitle("Quality vs training steps (every seed; the same on any hardware)")
+            fig.suptitle(f"Quality vs training steps{seeds}: the same on any hardware")
             return _save(fig, out_dir, "quality_vs_steps")
-        fig.suptitle("Quality vs training cost (steps x the platform's step time)")
+        fig.suptitle(f"Quality vs training cost (steps x the platform's step time){seeds}")
         return _save(fig, out_dir, "quality_vs_cost")
 
 

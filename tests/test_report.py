@@ -406,10 +406,10 @@ def test_a_speedup_whose_range_over_seeds_holds_one_says_so():
 def test_seeds_are_drawn_as_their_mean_over_a_band_of_their_range():
     """quality_vs_time: a model's seeds become one line, their mean per evaluation step (a step only one seed
     reached keeps that seed's value), over a band from the lowest to the highest seed."""
-    from suite.figures import _seed_mean
+    from suite.figures import seed_mean
     d = pd.DataFrame({"run_id": ["a", "a", "a", "b", "b"], "step": [10, 20, 30, 10, 20],
                       "time_s": [1.0, 2.0, 3.0, 3.0, 4.0], "eval_bpb": [3.0, 2.0, 1.5, 2.0, 1.0]})
-    g = _seed_mean(d, "eval_bpb")
+    g = seed_mean(d, "eval_bpb")
     assert g["mean"].tolist() == [2.5, 1.5, 1.5] and g["time_s"].tolist() == [2.0, 3.0, 3.0]
     assert g["lo"].tolist() == [2.0, 1.0, 1.5] and g["hi"].tolist() == [3.0, 2.0, 1.5]
-    assert g["runs"].tolist() == [2, 2, 1]
+    assert g["runs"].tolist() == [2, 2, 1] and g["step"].tolist() == [10, 20, 30]
