@@ -22,7 +22,7 @@ Writes under --out (default: results/platforms):
                                        (suite/claims.py; the README's claims table)
     tables/gap.{csv,md}                each model's bits per byte minus the baseline's along training (mean,
                                        range over seed pairs) and where they last crossed
-    figures/gap_vs_steps.{png,svg}     that gap against training steps, one panel per objective and context
+    figures/gap_vs_steps.{png,svg}     that gap against training steps, a row per objective, a panel per context
     figures/platform_speedup.{png,svg} speedup vs context, one panel per (objective, platform)
     figures/quality_vs_steps.{png,svg} held-out bits per byte vs training steps, a row per objective, a panel per
                                        context (any hardware); seeds as their mean over a band of their range
@@ -157,31 +157,51 @@ def gap_markdown(gap: pd.DataFrame) -> str:
     return "\n".join(out)
 
 
+def _objective_grid(panels: list[tuple[str, int]]) -> tuple[dict[tuple[str, int], tuple[int, int]], tuple[int, int]]:
+    """(objective, context) panels laid out a row per objective, its contexts left to right: each panel's
+    (row, column) and the grid's shape."""
+    objs = list(dict.fromkeys(o for o, _ in panels))
+    place = {p: (objs.index(p[0]), [q for q in panels if q[0] == p[0]].index(p)) for p in panels}
+    return place, (len(objs), max(col for _, col in place.values()) + 1)
+
+
 def plot_gap(gap: pd.DataFrame, out_dir: Path) -> list[Path]:
-    """The gap to the baseline against training steps, a panel per (objective, context), the range over
-    seed pairs shaded; zero drawn."""
+    """The gap to the baseline against training steps, a row per objective and a panel per context, the
+    range over seed pairs shaded, zero drawn; each panel's axis fits the gap after the first tenth of
+    training (the early gaps are many times larger)."""
     if gap.empty:
         return []
     import matplotlib
     V = variants_of(gap)
-    panels = list(gap.groupby(["objective", "context"], sort=False).groups)
+    panels = sorted({(o, int(c)) for o, c in zip(gap["objective"], gap["context"])})
+    place, shape = _objective_grid(panels)
     with matplotlib.rc_context(_RC):
-        fig = _new_figure(1, len(panels), panel_w=3.4, panel_h=2.8)
-        axes = fig.subplots(1, len(panels), squeeze=False, sharey=True)
-        for ax, (obj, ctx) in zip(axes.flat, panels):
-            g = gap[(gap["objective"] == obj) & (gap["context"] == ctx)]
+        fig = _new_figure(*shape, panel_w=3.4, panel_h=2.8)
+        axes = fig.subplots(*shape, squeeze=False)
+        for row, col in np.ndindex(*shape):
+            if (row, col) not in place.values():
+                axes[row, col].set_axis_off()
+        for (obj, ctx), (row, col) in place.items():
+            ax = axes[row, col]
+            g = gap[(gap["objective"] == obj) & (gap["context"].astype(int) == ctx)]
+            late = g[g["step"] >= 0.1 * g["step"].max()]
             for v, gv in g.groupby("variant", sort=False):
                 st = gv["step"].to_numpy(float)
                 style = _style(V[v], True)
                 ax.plot(st, gv["gap_mean"].to_numpy(float), lw=1.4, color=style["color"], ls=style["ls"])
                 ax.fill_between(st, gv["gap_min"].to_numpy(float), gv["gap_max"].to_numpy(float), color=style["color"],
                                 alpha=0.15, lw=0)
+            lo, hi = min(0.0, float(late["gap_min"].min())), max(0.0, float(late["gap_max"].max()))
+            pad = 0.08 * (hi - lo) if hi > lo else 0.01
+            ax.set_ylim(lo - pad, hi + pad)
             ax.axhline(0.0, color="0.4", lw=0.8, ls="--")
-            ax.set_title(f"{objective_label(obj)} {context_label(int(ctx))}", fontsize=8)
+            ax.set_title(f"{objective_label(obj)} {context_label(ctx)}", fontsize=8)
             ax.set_xlabel("training steps")
-        axes[0, 0].set_ylabel(f"bits per byte minus {_label_of(gap['baseline'].iloc[0])}'s")
+            if col == 0:
+                ax.set_ylabel(f"bits per byte minus\n{_label_of(gap['baseline'].iloc[0])}'s")
         _legend(fig, _model_handles(list(dict.fromkeys(gap["variant"])), V, solid=True))
-        fig.suptitle("The gap to the baseline along training (below zero: better per step)")
+        fig.suptitle("The gap to the baseline along training (below zero: better per step; shaded: range over "
+                     "seed pairs; axes fit the steps after the first tenth)")
         return _save(fig, out_dir, "gap_vs_steps")
 
 
@@ -345,9 +365,7 @@ def plot_quality_curves(runs: pd.DataFrame, curves: pd.DataFrame, times: pd.Data
     by_run = {rid: g.sort_values("step").assign(run_id=rid) for rid, g in curves_by_run(curves).items()}
     solid = _one_line_style(list(dict.fromkeys(tr["variant"])), V)  # variants of one model told apart by style
     if times is None:  # a row per objective: (row, column) of each panel
-        objs = list(dict.fromkeys(o for o, _ in panels))
-        place = {p: (objs.index(p[0]), [q for q in panels if q[0] == p[0]].index(p)) for p in panels}
-        shape = (len(objs), max(col for _, col in place.values()) + 1)
+        place, shape = _objective_grid(panels)
     else:  # a row per platform, a column per panel
         place = {p: (0, j) for j, p in enumerate(panels)}
         shape = (len(platforms), len(panels))
