@@ -218,6 +218,20 @@ def _latest(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return df.drop_duplicates(subset=keys, keep="last")
 
 
+def newest_code(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs of the newest commit among `runs` (the commit of the latest run by timestamp; every run where
+    none is recorded): what the code as it stands costs, so that a faster or slower commit's measurements
+    replace the older ones in a median instead of mixing with them."""
+    if runs.empty or "git_commit" not in runs.columns:
+        return runs
+    commits = runs["git_commit"].astype(object).where(runs["git_commit"].notna(), "").astype(str).str[:7]
+    if (commits == "").all():
+        return runs
+    ts = pd.to_datetime(runs["timestamp"], errors="coerce", utc=True) if "timestamp" in runs.columns else None
+    newest = commits.iloc[-1] if ts is None or ts.isna().all() else commits.loc[ts.idxmax()]
+    return runs[commits == newest]
+
+
 def train_runs(runs: pd.DataFrame) -> pd.DataFrame:
     """Finished training runs (kind == "train", status == "ok"), one per (objective, context, size, seed,
     variant): the latest when a configuration was repeated. Where a variant ran at several learning
@@ -697,7 +711,8 @@ def platform_step_times(runs: pd.DataFrame) -> pd.DataFrame:
     """Each platform's fastest step per (objective, context, size, model, numerics options), from every
     finished run that timed its steps (speed runs and training runs alike; any compile mode or kernel:
     they compute the same numbers): the configuration (variant, tokens per step) with the lowest median
-    time per token over its runs (runs may differ in tokens per step: a CPU times fewer).
+    time per token over its runs of the newest commit that ran it (`newest_code`; runs may differ in tokens
+    per step: a CPU times fewer).
     STEP_TIME_COLUMNS say which configuration, with which software, and over how many runs."""
     runs = prepare_runs(runs)
     ok = runs[(runs["status"] == "ok") & _num(runs, "step_ms_median").gt(0) & _num(runs, "tokens_per_step").gt(0)]
@@ -707,10 +722,12 @@ def platform_step_times(runs: pd.DataFrame) -> pd.DataFrame:
                    ms_per_token=_num(ok, "step_ms_median") / _num(ok, "tokens_per_step"))
     rows = []
     for key, g in ok.groupby(["platform", "objective", "context", "size", "model", "options"], sort=True):
-        # the fastest configuration (variant, tokens per step) by its median over repeated runs
-        per = g.groupby(["variant", "tokens_per_step"], sort=True)["ms_per_token"].median()
+        # the fastest configuration (variant, tokens per step) by its median over the repeated runs of the
+        # newest commit that ran it
+        per = g.groupby(["variant", "tokens_per_step"], sort=True)["ms_per_token"].agg(
+            lambda x: newest_code(g.loc[x.index])["ms_per_token"].median())
         variant, tps = per.idxmin()
-        mine = g[(g["variant"] == variant) & (g["tokens_per_step"] == tps)]
+        mine = newest_code(g[(g["variant"] == variant) & (g["tokens_per_step"] == tps)])
         last = mine.iloc[-1]
         rows.append(dict(zip(["platform", "objective", "context", "size", "model", "options"], key)) | {
             "ms_per_token": float(per.min()), "step_ms": float(per.min() * float(tps)), "tokens_per_step": float(tps),
@@ -799,8 +816,8 @@ def execution_name(row: dict) -> str:
 def backend_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Median step time, throughput, MFU, compile seconds and peak memory per (platform, size, objective,
     context, model, execution, tokens per step) over the finished runs of each model with no option set
-    (not even a kernel: its default configuration; speed and training runs alike), with the software
-    versions they ran with."""
+    (not even a kernel: its default configuration; speed and training runs alike) of the newest commit that
+    ran it (`newest_code`), with the software versions they ran with."""
     runs = prepare_runs(runs)
     ok = runs[(runs["status"] == "ok") & _num(runs, "step_ms_median").gt(0)]
     if ok.empty:
@@ -815,6 +832,7 @@ def backend_table(runs: pd.DataFrame) -> pd.DataFrame:
     keys = ["platform", "size", "objective", "context", "model", "execution", "tokens_per_step"]
     rows = []
     for key, g in ok.groupby(keys, sort=True):
+        g = newest_code(g)
         rows.append(dict(zip(keys, key)) | {
             "step_ms": float(_num(g, "step_ms_median").median()), "tokens_per_s": float(_num(g, "tokens_per_s").median()),
             "mfu": float(_num(g, "mfu").median()), "compile_s": float(_num(g, "compile_s").median()),
@@ -891,7 +909,7 @@ def last_crossing(gap: pd.DataFrame) -> float:
     return float(g["step"].to_numpy(float)[changed[-1] + 1]) if changed.size else math.nan
 
 
-__all__ = ["BASELINES", "OBJECTIVE_LABELS", "SPEEDUP_COLUMNS",
+__all__ = ["BASELINES", "OBJECTIVE_LABELS", "SPEEDUP_COLUMNS", "newest_code",
            "SPEEDUP_SEED_COLUMNS", "LATENCY_COLUMNS", "QUALITY_COLUMNS", "model_label", "Variant", "Variants", "variants_of",
            "objective_label", "context_label", "prepare_runs", "train_runs",
            "resolve_variant", "time_to_quality", "steps_to_quality", "speedup_per_seed",

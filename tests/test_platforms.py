@@ -133,6 +133,22 @@ def test_backend_table_and_ranking_per_execution():
     assert r.loc["JAX jit", "step_time_ratio"] == pytest.approx(0.5) and not r.loc["JAX jit", "model_faster"]
 
 
+def test_step_times_come_from_the_newest_commit_that_ran_a_configuration():
+    """A faster (or slower) commit's runs replace the older commit's in the medians of both step-time tables,
+    instead of mixing with them; runs without a commit are all kept."""
+    from suite.analysis import backend_table, newest_code, platform_step_times
+    old = [{**speed_row("GPU-N", "flash", ms), "git_commit": "aaaaaaa", "timestamp": f"2026-11-01T0{i}:00:00+00:00"}
+           for i, ms in enumerate((60.0, 61.0, 62.0))]
+    new = [{**speed_row("GPU-N", "flash", ms), "git_commit": "bbbbbbb", "timestamp": f"2026-11-02T0{i}:00:00+00:00"}
+           for i, ms in enumerate((56.0, 58.0))]
+    runs = pd.DataFrame(old + new + [speed_row("GPU-N", "transformer_plus_plus", 40.0)])
+    assert platform_step_times(runs).set_index("model").loc["flash", "step_ms"] == pytest.approx(57.0)
+    b = backend_table(runs).set_index("model")
+    assert b.loc["flash", "step_ms"] == pytest.approx(57.0) and b.loc["flash", "n_runs"] == 2
+    assert b.loc["transformer_plus_plus", "step_ms"] == 40.0  # no commit recorded: kept
+    assert len(newest_code(pd.DataFrame(old + new)[::-1])) == 2  # by timestamp, not by order in the file
+
+
 def test_platforms_command_refuses_a_missing_folder(tmp_path, capsys):
     assert platforms.main([str(tmp_path / "nope")]) == 2
     assert "no such folder" in capsys.readouterr().err
