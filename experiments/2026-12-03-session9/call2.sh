@@ -1,4 +1,4 @@
-# Session 9, call 2 (2 x H200, ~7 minutes): is JAX's small one-signed offset noise? And chunk.py's GLOBAL_FORM. Session 8's 600-step runs
+# Session 9, call 2 (2 x H200, ~7.5 minutes): is JAX's small one-signed offset noise? And chunk.py's GLOBAL_FORM. Session 8's 600-step runs
 # (causal 2K, seed 0) ended 0.003 (FLASH) and 0.0045 (Transformer++) bits per byte above PyTorch's, both
 # higher at every late evaluation (`python -m suite.backend_parity results/nvidia-h200/gpu-quality`), with
 # no second seed on the H200 to say what noise is. Seed 1 on both backends, and FLASH's seed 0 again on JAX
@@ -27,7 +27,7 @@ G1=$!
 ( sleep 330; pkill -f run_all.py ) &  # (global_form.py starts after it)
 wait $G0 $G1
 # issue 12: the concat form of mixed chunk attention against baddbmm, FLASH's whole compiled step, both GPUs
-timeout 170 python3 experiments/2026-12-03-session9/global_form.py --out $S/global-form > $S/log-global-form.txt 2>&1
+timeout 240 python3 experiments/2026-12-03-session9/global_form.py --out $S/global-form > $S/log-global-form.txt 2>&1
 kill $BG 2>/dev/null; sleep 1
 tar czf $OUT/results.tgz -C $S .
 cp $S/log-*.txt $OUT/
