@@ -1,7 +1,7 @@
 # Session 9, call 2 (2 x H200, ~7.5 minutes): is JAX's small one-signed offset noise? And chunk.py's GLOBAL_FORM.
 # Session 8's 600-step runs (causal 2K, seed 0) ended 0.003 (FLASH) and 0.0045 (Transformer++) bits per byte
-# above PyTorch's, both
-# higher at every late evaluation (`python -m suite.backend_parity results/nvidia-h200/gpu-quality`), with
+# above PyTorch's, both higher at every late evaluation (`python -m suite.backend_parity
+# results/nvidia-h200/gpu-quality`), with
 # no second seed on the H200 to say what noise is. Seed 1 on both backends, and FLASH's seed 0 again on JAX
 # (its heads are bf16 again since session 8, NOTES entry 24; the newer run replaces the older in the pairing).
 # Same tree export as call 1; carry [".data"]. Merge: cp -n the runs into results/nvidia-h200/gpu-quality/runs/
