@@ -1,0 +1,55 @@
+# Merge what a session-9 device call brought back into results/, then redraw what depends on it.
+#   bash experiments/2026-12-03-session9/merge.sh call1 /work/.device/N     # call1.sh's results.tgz and logs
+#   bash experiments/2026-12-03-session9/merge.sh call2 /work/.device/N     # call2.sh's
+#   bash experiments/2026-12-03-session9/merge.sh figures /work/.device/N   # a continue.sh call's
+# Run from the repository root. New run files only (cp -n), except the re-timings of call 1 (jax-paper-speed,
+# jax-gpu-speed) and call 2's JAX FLASH seed 0, whose run ids are session 8's runs' (they replace them; NOTES
+# entry 24 keeps the old numbers). Then suite.report on every folder touched, suite.platforms, the README's
+# claims table, suite.backend_parity; prints git status. Commit after reading the tables.
+set -euo pipefail
+what=$1 dev=$2
+H=results/nvidia-h200
+T=$(mktemp -d)
+tar xzf "$dev/results.tgz" -C "$T"
+touched=()
+runs_into() {  # runs_into SRC_FOLDER DEST_FOLDER [overwrite]
+  mkdir -p "$2/runs"
+  if [ "${3:-}" = overwrite ]; then cp "$1"/runs/*.json "$2/runs/"; else cp -n "$1"/runs/*.json "$2/runs/"; fi
+  touched+=("$2")
+}
+case $what in
+  call1)
+    # the re-timings keep session 8's run ids (a run id is its configuration): they replace those runs
+    for f in jax-paper-speed jax-gpu-speed; do [ -d "$T/$f/runs" ] && runs_into "$T/$f" "$H/$f" overwrite; done
+    for f in jax-train-100 mlm-8k-lr; do [ -d "$T/$f/runs" ] && runs_into "$T/$f" "$H/$f"; done
+    for g in 0 1; do [ -f "$dev/log-gpu$g.txt" ] && cp "$dev/log-gpu$g.txt" "$H/jax-paper-speed/log-session9-gpu$g.txt"; done
+    ;;
+  call2)
+    for f in parity-pytorch parity-jax; do [ -d "$T/$f/runs" ] && runs_into "$T/$f" "$H/gpu-quality"; done
+    [ -d "$T/parity-jax-flash-s0/runs" ] && runs_into "$T/parity-jax-flash-s0" "$H/gpu-quality" overwrite
+    if [ -d "$T/global-form" ]; then mkdir -p "$H/global-form" && cp "$T"/global-form/* "$H/global-form/"; fi
+    for g in 0 1; do [ -f "$dev/log-gpu$g.txt" ] && cp "$dev/log-gpu$g.txt" "$H/gpu-quality/log-session9-gpu$g.txt"; done
+    ;;
+  figures)
+    runs_into "$T/paper-figures" "$H/paper-figures"
+    [ -f "$dev/plan.log" ] && cat "$dev/plan.log" >> "$H/paper-figures/log-session9.txt"
+    ;;
+  *) echo "unknown call '$what': call1, call2 or figures" >&2; exit 2 ;;
+esac
+[ -f "$dev/env.txt" ] && for d in "${touched[@]}"; do [ -f "$d/env.txt" ] || cp "$dev/env.txt" "$d/"; done
+for d in $(printf '%s\n' "${touched[@]}" | sort -u); do python -m suite.report "$d" > /dev/null; done
+python -m suite.platforms $H/paper-figures > /dev/null
+python -m suite.backend_parity $H/gpu-quality > /dev/null
+python - <<'EOF'
+# the README's claims table is tables/claims.md's (tests/test_claims.py checks it)
+readme = open("README.md").read().split("\n")
+claims = [l for l in open("results/platforms/tables/claims.md").read().split("\n") if l.startswith("|")]
+i = next(k for k, l in enumerate(readme) if l.startswith("| claim (Hua et al., 2022)"))
+j = i
+while j < len(readme) and readme[j].startswith("|"):
+    j += 1
+readme[i:j] = claims
+open("README.md", "w").write("\n".join(readme))
+EOF
+rm -rf "$T"
+git status --short | head -40
