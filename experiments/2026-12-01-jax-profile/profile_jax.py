@@ -11,6 +11,7 @@ one lane per GPU. Per model, in PRIORITY order while --budget-s lasts:
     state=bf16bwd|f32   hypothesis 2 (FLASH): chunk-state GEMMs accumulated in float32 with a bf16 backward, or
                         all float32 (the form before commit b6ab97f); the baseline is the file's own form
     scan=on             hypothesis 3 (measured in session 7): the layers in jax.lax.scan, the old default
+    qkv=split           session 8 (Transformer++): q, k, v as three GEMMs on the qkv weight's column blocks
     heads=f32           session 8: the GAU's heads in float32, rounded once after RoPE (commits f400ef7 to
                         18383c3, measured there as the baseline against "heads=lowp"), instead of the compute
                         dtype throughout (attention.py's gau_heads, its form before and after)
@@ -67,14 +68,20 @@ XLA_FLAG_SETS = {
 # variant -> knobs of its child (scan, embed, state, flags); "pytorch" is the reference
 VARIANTS = {"baseline": {}, "embed=onehot": {"embed": "onehot"}, "embed=sorted": {"embed": "sorted"},
             "state=bf16bwd": {"state": "bf16bwd"}, "state=f32": {"state": "f32"}, "scan=on": {"scan": True},
-            "bias=dot": {"bias": "dot"}, "heads=f32": {"heads": "f32"},
+            "bias=dot": {"bias": "dot"}, "heads=f32": {"heads": "f32"}, "qkv=split": {"qkv": "split"},
             # keep the matmuls' outputs and recompute the element-wise work in the backward, as Inductor's
             # min-cut partitioner does for the compiled PyTorch step (remat "none" stores every intermediate)
             "remat=dots": {"remat": "dots"}, "remat=dots_all": {"remat": "dots_all"},
             **{f"xla={k}": {"flags": [k]} for k in XLA_FLAG_SETS}}
 FLASH_ONLY = ("state=bf16bwd", "state=f32", "heads=f32")
+SOFTMAX_ONLY = ("qkv=split",)  # variants of the softmax attention (Transformer++ here)
+
+
+def applies(model: str, variant: str) -> bool:
+    """Whether a variant changes anything in this model's step."""
+    return (model == "flash" or variant not in FLASH_ONLY) and (model != "flash" or variant not in SOFTMAX_ONLY)
 # the order cases start in (each for every model it applies to); the combos follow in a second round
-PRIORITY = ("baseline", "pytorch", "heads=f32", "bias=dot", "scan=on", "embed=onehot", "remat=dots", "state=bf16bwd", "xla=cublas",
+PRIORITY = ("baseline", "pytorch", "heads=f32", "qkv=split", "bias=dot", "scan=on", "embed=onehot", "remat=dots", "state=bf16bwd", "xla=cublas",
             "remat=dots_all", "xla=cmdbuf",
             "xla=sched", "embed=sorted", "state=f32", "xla=dsfusion", "xla=cudnn-gemm", "xla=exhaustive")
 PROFILED = ("baseline", "pytorch", "combo")
@@ -195,6 +202,24 @@ def patch_heads(mode: str) -> None:
         return (A.apply_rope(heads, -3) if rope else heads).astype(z.dtype)
 
     A.gau_heads = gau_heads
+
+
+def patch_qkv(mode: str) -> None:
+    """Session 8 ("split"): attention.py's head_projections as three GEMMs on the column blocks of the one
+    qkv weight, instead of one GEMM reshaped: the backward then needs no [tokens, 3 d] gradient built from
+    the attention's three (the profile's `wrapped_concatenate`, 2.8 ms per Transformer++ step at the quality
+    size, 2K, 2 launches per block); the weight's gradient is assembled from three [d, d] blocks instead."""
+    from implementations.jax import attention as A
+
+    def head_projections(p: dict, x, n_heads: int, rope: bool):
+        B, T, d = x.shape
+        w = p["qkv"]["w"].astype(x.dtype)  # [d, 3 d]: columns q, k, v, each [heads, head dim]
+        q, k, v = ((x @ w[:, i * d:(i + 1) * d]).reshape(B, T, n_heads, d // n_heads) for i in range(3))
+        if rope:
+            q, k = A.apply_rope(q, -3), A.apply_rope(k, -3)
+        return q, k, v
+
+    A.head_projections = head_projections
 
 
 STATE_SPEC, PREFIX_SPEC = "bgcs,bgce->bgse", "gh,bhse->bgse"  # attention.py's chunk-state and chunk-prefix GEMMs
@@ -394,6 +419,8 @@ def child(spec: dict) -> dict:
             patch_bias(spec["bias"])
         if spec.get("heads"):
             patch_heads(spec["heads"])
+        if spec.get("qkv"):
+            patch_qkv(spec["qkv"])
         rec = recording(module, "JaxStep")
         row, _ = module.run_jax(cfg, scan=spec.get("scan", False), remat=spec.get("remat", "auto"))
         row["xla_flags"] = os.environ.get("XLA_FLAGS", "")
@@ -586,13 +613,14 @@ def hlo_only(settings: dict) -> int:
     from suite.runs import RunConfig
 
     from implementations.jax import layers as L
-    forward, real_jnp, real_dense, real_heads = M.forward, A.jnp, L.dense, A.gau_heads
+    forward, real_jnp, real_dense, real_heads, real_projections = (M.forward, A.jnp, L.dense, A.gau_heads,
+                                                                    A.head_projections)
     print("| model | variant | " + " | ".join(stablehlo_counts("")) + " |")
     for m, run in base_runs(settings).items():
         cfg = RunConfig(**run)
         mc = model_config(cfg, cfg.vocab_size)
         tm = build(mc, 0, torch.device("cpu"))
-        for v in [v for v in VARIANTS if not v.startswith("xla=") and (m == "flash" or v not in FLASH_ONLY)]:
+        for v in [v for v in VARIANTS if not v.startswith("xla=") and applies(m, v)]:
             M.forward, A.jnp, k = forward, real_jnp, VARIANTS[v]
             L.dense = A.dense = real_dense
             if "embed" in k:
@@ -601,9 +629,11 @@ def hlo_only(settings: dict) -> int:
                 patch_state(k["state"])
             if "bias" in k:
                 patch_bias(k["bias"])
-            A.gau_heads = real_heads
+            A.gau_heads, A.head_projections = real_heads, real_projections
             if "heads" in k:
                 patch_heads(k["heads"])
+            if "qkv" in k:
+                patch_qkv(k["qkv"])
             apply, params = impl_jax.from_torch(tm, mc, dtype=J.COMPUTE_DTYPES[cfg.precision], scan=k.get("scan", False),
                                                 remat=k.get("remat", "none"))
             step = J.JaxStep(apply, params, cfg, J.decay_mask(tm, mc), J.jax_device("cpu"))
@@ -640,7 +670,7 @@ def main(argv=None) -> int:
     runs = base_runs(settings)
     chosen = args.variants.split(",") + ["baseline"] if args.variants else PRIORITY
     cases = [{"model": m, "variant": v, "knobs": VARIANTS.get(v, {}), "run": runs[m]}
-             for v in PRIORITY if v in chosen for m in runs if m == "flash" or v not in FLASH_ONLY]
+             for v in PRIORITY if v in chosen for m in runs if applies(m, v)]
     lane_envs = lanes(args.lanes)
     ctx = {"start": start, "case_timeout": args.case_timeout, "traces": Path(tempfile.mkdtemp(prefix="profile_jax_"))}
     run_cases(cases, lane_envs, start + args.budget_s - COMBO_RESERVE_S * -(-len(runs) // len(lane_envs)), ctx)

@@ -4,7 +4,9 @@
 # [".data"]. Every sweep its own folder under /tmp/s9, archived into $OUT/results.tgz every 15 s.
 #   GPU 0: paper-speed --backend jax, all seven, causal 2K, with the JAX heads back in bf16 (entry 24: FLASH
 #          64.6 -> ~55 ms expected, FLASH-Quad 68.0 -> lower; the other five unchanged), then gpu-speed
-#          --backend jax for FLASH at 2K / 8K (base size: 174.7 / 172.3 -> ~157 / ~157 expected)
+#          --backend jax for FLASH at 2K / 8K (base size: 174.7 / 172.3 -> ~157 / ~157 expected); then
+#          profile_jax.py's qkv=split for Transformer++ at the quality size (its JAX step spends 2.8 of 43.7 ms
+#          in a standalone concatenate of the q, k, v gradients, NOTES entry 29; prediction: 1.5-2.5 ms less)
 #   GPU 1: gpu-quality --backend jax, 100 steps, Combiner and FLASH-Quad (the two that session 8's timeout cut:
 #          then all seven have trained on JAX on the H200); then masked LM 8K, 600 steps: FLASH at learning
 #          rates 4e-3 / 2e-3 / 1e-3 and Transformer++ at 5e-4 (entry 25: Transformer++ 1.142 / 1.344 / 2.174 at
@@ -21,6 +23,8 @@ BG=$!
     --out $S/jax-paper-speed
   timeout 150 python3 run_all.py --preset gpu-speed --backend jax --models flash --objectives clm \
     --contexts 2k,8k --no-variants --out $S/jax-gpu-speed
+  timeout 170 python3 experiments/2026-12-01-jax-profile/profile_jax.py --group quality --variants qkv=split \
+    --lanes 1 --budget-s 120 --out $S/jax-profile-qkv
 ) > $S/log-gpu0.txt 2>&1 &
 G0=$!
 ( export CUDA_VISIBLE_DEVICES=1

@@ -23,6 +23,7 @@ case $what in
     for f in jax-paper-speed jax-gpu-speed; do [ -d "$T/$f/runs" ] && runs_into "$T/$f" "$H/$f" overwrite; done
     for f in jax-train-100 mlm-8k-lr; do [ -d "$T/$f/runs" ] && runs_into "$T/$f" "$H/$f"; done
     for g in 0 1; do [ -f "$dev/log-gpu$g.txt" ] && cp "$dev/log-gpu$g.txt" "$H/jax-paper-speed/log-session9-gpu$g.txt"; done
+    if [ -d "$T/jax-profile-qkv" ]; then mkdir -p $H/jax/profile-session9 && cp "$T"/jax-profile-qkv/* $H/jax/profile-session9/; fi
     ;;
   call2)
     for f in parity-pytorch parity-jax; do [ -d "$T/$f/runs" ] && runs_into "$T/$f" "$H/gpu-quality"; done
