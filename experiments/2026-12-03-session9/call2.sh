@@ -1,4 +1,4 @@
-# Session 9, call 2 (2 x H200, ~7.5 minutes): is JAX's small one-signed offset noise? And chunk.py's GLOBAL_FORM.
+# Session 9, call 2 (2 x H200, ~7.5 minutes): is JAX's small one-signed offset noise? chunk.py's GLOBAL_FORM; Performer's chunk.
 # Session 8's 600-step runs (causal 2K, seed 0) ended 0.003 (FLASH) and 0.0045 (Transformer++) bits per byte
 # above PyTorch's, both higher at every late evaluation (`python -m suite.backend_parity
 # results/nvidia-h200/gpu-quality`), with
@@ -16,6 +16,12 @@ BG=$!
 ( export CUDA_VISIBLE_DEVICES=0
   timeout 240 python3 run_all.py --preset gpu-quality --models flash,transformer_plus_plus --objectives clm \
     --contexts 2048 --seeds 1 --no-variants --out $S/parity-pytorch
+  # Performer's causal chunk (the same numbers, a speed knob; default 64: 90 ms per step at the quality size,
+  # 2K, twice Transformer++'s, and ~5 minutes per paper-figures run)
+  for c in 128 256; do
+    timeout 60 python3 run_all.py --preset paper-speed --models performer --objectives clm --contexts 2048 \
+      --set causal_chunk=$c --out $S/performer-chunk
+  done
 ) > $S/log-gpu0.txt 2>&1 &
 G0=$!
 ( export CUDA_VISIBLE_DEVICES=1

@@ -29,6 +29,7 @@ case $what in
     for f in parity-pytorch parity-jax; do [ -d "$T/$f/runs" ] && runs_into "$T/$f" "$H/gpu-quality"; done
     [ -d "$T/parity-jax-flash-s0/runs" ] && runs_into "$T/parity-jax-flash-s0" "$H/gpu-quality" overwrite
     if [ -d "$T/global-form" ]; then mkdir -p "$H/global-form" && cp "$T"/global-form/* "$H/global-form/"; fi
+    [ -d "$T/performer-chunk/runs" ] && runs_into "$T/performer-chunk" "$H/performer-chunk"
     for g in 0 1; do [ -f "$dev/log-gpu$g.txt" ] && cp "$dev/log-gpu$g.txt" "$H/gpu-quality/log-session9-gpu$g.txt"; done
     ;;
   figures)
