@@ -724,10 +724,10 @@ def platform_step_times(runs: pd.DataFrame) -> pd.DataFrame:
     for key, g in ok.groupby(["platform", "objective", "context", "size", "model", "options"], sort=True):
         # the fastest configuration (variant, tokens per step) by its median over the repeated runs of the
         # newest commit that ran it
-        per = g.groupby(["variant", "tokens_per_step"], sort=True)["ms_per_token"].agg(
-            lambda x: newest_code(g.loc[x.index])["ms_per_token"].median())
+        g = pd.concat([newest_code(c) for _, c in g.groupby(["variant", "tokens_per_step"], sort=False)])
+        per = g.groupby(["variant", "tokens_per_step"], sort=True)["ms_per_token"].median()
         variant, tps = per.idxmin()
-        mine = newest_code(g[(g["variant"] == variant) & (g["tokens_per_step"] == tps)])
+        mine = g[(g["variant"] == variant) & (g["tokens_per_step"] == tps)]
         last = mine.iloc[-1]
         rows.append(dict(zip(["platform", "objective", "context", "size", "model", "options"], key)) | {
             "ms_per_token": float(per.min()), "step_ms": float(per.min() * float(tps)), "tokens_per_step": float(tps),

@@ -293,11 +293,8 @@ def plot_quality_vs_time(runs: pd.DataFrame, curves: pd.DataFrame, out_dir: Path
         for i, obj in enumerate(objs):
             row = cur[cur["objective"].astype(str) == obj]
             row_lo = float(row[metric].min()) if len(row) else math.nan
-            finals = row.sort_values("time_s").groupby("run_id")[metric].last()
-            # zoom on the interesting region: from the best value to a few times the spread of finals
             row_hi = float(row[metric].max()) if len(row) else math.nan
-            span = max(float(finals.max()) - row_lo, 0.02 * max(abs(row_lo), 1e-9))
-            top = min(row_hi, row_lo + 4.0 * span)
+            row_final = float(row.sort_values("time_s").groupby("run_id")[metric].last().max())
             for j, ctx in enumerate(ctxs):
                 ax = axes[i, j]
                 d = row[row["context"].astype(float) == ctx]
@@ -317,9 +314,7 @@ def plot_quality_vs_time(runs: pd.DataFrame, curves: pd.DataFrame, out_dir: Path
                 if np.isfinite(ref_val):
                     ax.axhline(ref_val, color=V[reference].spec.display_color, ls=":", lw=1.2, zorder=1)
                     ref_drawn = True
-                if np.isfinite(row_lo) and np.isfinite(top) and top > row_lo:
-                    pad = 0.05 * (top - row_lo)
-                    ax.set_ylim(row_lo - pad, top + pad)
+                zoom_on_the_end(ax, row_lo, row_hi, row_final)
                 ax.set_xlim(left=0)
                 ax.set_title(f"{objective_label(obj)}, context {context_label(ctx)}")
                 if i == len(objs) - 1:
@@ -331,7 +326,7 @@ def plot_quality_vs_time(runs: pd.DataFrame, curves: pd.DataFrame, out_dir: Path
             handles.append(Line2D([], [], color=V[reference].spec.display_color, ls=":", lw=1.2,
                                   label=f"{V[reference].label} final (speedup target)"))
         if seeded:
-            handles.append(Patch(color="0.5", alpha=0.3, lw=0, label=SEED_BAND_LABEL))
+            handles.append(seed_band_handle())
         _legend(fig, handles)
         fig.suptitle("Quality vs training time\n" + _subtitle(tr, size=size, extra=note))
         return _save(fig, out_dir, "quality_vs_time")
@@ -362,7 +357,20 @@ def draw_seed_mean(ax, g: pd.DataFrame, x: str, style: dict, **line) -> bool:
     return True
 
 
-SEED_BAND_LABEL = "range over seeds (line: their mean)"
+def seed_band_handle() -> Patch:
+    """The legend entry of `draw_seed_mean`'s band."""
+    return Patch(color="0.5", alpha=0.3, lw=0, label="range over seeds (line: their mean)")
+
+
+def zoom_on_the_end(ax, lo: float, hi: float, final: float) -> float:
+    """Set ax's quality axis to the end of training: from the best value `lo` up to four times the spread of
+    the final values above it (`final`: the highest final value), at most the highest value `hi`, padded by
+    5%. Returns that top (the axis is left alone where the values are not finite)."""
+    top = min(hi, lo + 4.0 * max(final - lo, 0.02 * max(abs(lo), 1e-9)))
+    if np.isfinite(lo) and np.isfinite(top) and top > lo:
+        pad = 0.05 * (top - lo)
+        ax.set_ylim(lo - pad, top + pad)
+    return top
 
 
 # -------------------------------------------------------------------- 3./4. latency and memory vs context

@@ -26,9 +26,8 @@ backend. The row adds backend="jax", the JAX versions, platform, device kind,
 matmul precision, the remat policy and scan flag, `compile_s` and `step_mem_gib` (XLA's compile-time
 size of the step: arguments + outputs + temporaries - aliased), and peak_mem_gib from the device's
 `peak_bytes_in_use` where the platform reports it. That peak is process-wide and JAX cannot reset it: a run
-that stays below an earlier run's peak in the same process gets nan, with a message (`own_peak`), where it
-used to report the earlier run's peak (session 8's H200 sweeps: Combiner, FLASH-Quad and FLASH read 28.9 GiB,
-Performer's peak).
+that stays below an earlier run's peak in the same process gets nan, with a message (`own_peak`), not the
+earlier run's peak.
 
 The JAX platform follows cfg.device ("cpu", "cuda[:i]"; JAX_PLATFORMS narrows what JAX loads). GPU
 memory is not preallocated (XLA_PYTHON_CLIENT_PREALLOCATE=false unless set): honest memory numbers, and

@@ -52,8 +52,8 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLo
 from .claims import claims_markdown, claims_table
 from .analysis import (Variant, backend_table, curves_by_run, context_label, gap_along_training, last_crossing, model_label, objective_label,
                        platform_speedups, platform_step_times, quality_per_step, ranking_table, variants_of)
-from .figures import (SEED_BAND_LABEL, _RC, _context_axis, _legend, _model_handles, _new_figure, _one_line_style, _save,
-                      _style, draw_seed_mean, seed_mean)
+from .figures import (_RC, _context_axis, _legend, _model_handles, _new_figure, _one_line_style, _save, _style,
+                      draw_seed_mean, seed_band_handle, seed_mean, zoom_on_the_end)
 from .report import _fmt, load_results, markdown_table
 from .store import write_if_changed
 
@@ -355,7 +355,6 @@ def plot_quality_curves(runs: pd.DataFrame, curves: pd.DataFrame, times: pd.Data
     if tr.empty or curves.empty or (times is not None and times.empty):
         return []
     import matplotlib
-    from matplotlib.patches import Patch
     tr = tr.assign(options=_options_column(tr))
     V = variants_of(tr)
     panels = sorted({(o, int(c)) for o, c in zip(tr["objective"], tr["context"])}, key=lambda k: (k[0], k[1]))
@@ -399,11 +398,9 @@ def plot_quality_curves(runs: pd.DataFrame, curves: pd.DataFrame, times: pd.Data
                 if not lines:  # this platform timed none of this setting's models: say so
                     _say_no_step_times(ax, 8, left=False, bottom=False, labelleft=col == 0, labelbottom=False)
                     continue
-                lo = min(float(m["lo"].min()) for m in lines)
-                top = max(float(m["hi"].max()) for m in lines)
-                span = max(max(float(m["mean"].iloc[-1]) for m in lines) - lo, 0.02 * abs(lo))
-                top = min(top, lo + 4.0 * span)
-                ax.set_ylim(lo - 0.05 * (top - lo), top + 0.05 * (top - lo))
+                top = zoom_on_the_end(ax, min(float(m["lo"].min()) for m in lines),
+                                      max(float(m["hi"].max()) for m in lines),
+                                      max(float(m["mean"].iloc[-1]) for m in lines))
                 ax.set_xscale("log")
                 shown = [float(m.loc[m["mean"] <= top, "step"].min()) for m in lines if (m["mean"] <= top).any()]
                 if shown and min(shown) > 0:  # from where the first line enters the zoomed range
@@ -415,7 +412,7 @@ def plot_quality_curves(runs: pd.DataFrame, curves: pd.DataFrame, times: pd.Data
                 axes[row, col].set_axis_off()
         handles = _model_handles(list(dict.fromkeys(drawn)), V, solid=solid)
         if banded:
-            handles.append(Patch(color="0.5", alpha=0.3, lw=0, label=SEED_BAND_LABEL))
+            handles.append(seed_band_handle())
         _legend(fig, handles)
         seeds = " (mean and range over seeds)" if banded else ""
         if platform is None:

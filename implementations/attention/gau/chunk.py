@@ -40,9 +40,9 @@ STATE_SUM_DTYPE = torch.float32  # sums of chunk states over chunks run in at le
 # "baddbmm": local = P v, then out = local + q_lin state in the epilogue of a second GEMM; compiled, that GEMM
 #   first copies local into its output (ATen's baddbmm with out != input: likely the one "Memcpy DtoD" of
 #   64 us per layer at the quality size, 2K, in results/nvidia-h200/fused-kernel/profile), and v's two
-#   gradients are added in their own pass (likely its `triton_poi_fused_add_view`, 93 us). "concat": one GEMM, out = [P, q_lin] [v; state] over K = C + s: no
-#   local tensor, no copy; its backward reads dout twice instead of four times and returns [dP, dq_lin] and
-#   [dv_local; d state] from one GEMM each. Read at every call; experiments/2026-12-03-session9/global_form.py
+#   gradients are added in their own pass (likely its `triton_poi_fused_add_view`, 93 us).
+# "concat": one GEMM, out = [P, q_lin] [v; state] over K = C + s: no local tensor, no copy; its backward
+#   reads dout twice instead of four times and returns [dP, dq_lin] and [dv_local; d state] from one GEMM each. Read at every call; experiments/2026-12-03-session9/global_form.py
 #   times both (NOTES entry 26).
 GLOBAL_FORMS = ("baddbmm", "concat")
 GLOBAL_FORM = "baddbmm"
