@@ -11,13 +11,8 @@
 #          then all seven have trained on JAX on the H200); then masked LM 8K, 600 steps: FLASH at learning
 #          rates 4e-3 / 2e-3 / 1e-3 and Transformer++ at 5e-4 (entry 25: Transformer++ 1.142 / 1.344 / 2.174 at
 #          1e-3 / 2e-3 / 4e-3; which rate does each model want at masked 8K?)
-S=/tmp/s9
-mkdir -p $S /tmp/tree && tar xzf .data/tree.tgz -C /tmp/tree && cp .data/eltec_eng.jsonl.gz /tmp/
-cd /tmp/tree
-export FLASH_REPRO_COMMIT=$(cat COMMIT) FLASH_REPRO_ELTEC=/tmp/eltec_eng.jsonl.gz
-source suite/gpu_env.sh
-(while sleep 15; do tar czf $OUT/results.tgz -C $S . 2>/dev/null; done) &
-BG=$!
+source experiments/2026-12-03-session9/device.sh
+start_call /tmp/s9
 ( export CUDA_VISIBLE_DEVICES=0
   timeout 300 python3 run_all.py --preset paper-speed --backend jax --objectives clm --contexts 2048 --no-variants \
     --out $S/jax-paper-speed
@@ -40,8 +35,4 @@ G0=$!
 G1=$!
 ( sleep 570; pkill -f run_all.py ) &
 wait $G0 $G1
-kill $BG 2>/dev/null; sleep 1
-tar czf $OUT/results.tgz -C $S .
-cp $S/log-*.txt $OUT/
-ls -la $OUT
-grep -hE " ok | oom|rror|Traceback" $S/log-*.txt | cut -c1-200 | tail -40
+end_call

@@ -6,13 +6,8 @@
 # (its heads are bf16 again since session 8, NOTES entry 24; the newer run replaces the older in the pairing).
 # Same tree export as call 1; carry [".data"]. Merge: cp -n the runs into results/nvidia-h200/gpu-quality/runs/
 # (JAX FLASH seed 0: cp without -n, its run id is the old one's), suite.report, suite.backend_parity.
-S=/tmp/s9b
-mkdir -p $S /tmp/tree && tar xzf .data/tree.tgz -C /tmp/tree && cp .data/eltec_eng.jsonl.gz /tmp/
-cd /tmp/tree
-export FLASH_REPRO_COMMIT=$(cat COMMIT) FLASH_REPRO_ELTEC=/tmp/eltec_eng.jsonl.gz
-source suite/gpu_env.sh
-(while sleep 15; do tar czf $OUT/results.tgz -C $S . 2>/dev/null; done) &
-BG=$!
+source experiments/2026-12-03-session9/device.sh
+start_call /tmp/s9b
 ( export CUDA_VISIBLE_DEVICES=0
   timeout 240 python3 run_all.py --preset gpu-quality --models flash,transformer_plus_plus --objectives clm \
     --contexts 2048 --seeds 1 --no-variants --out $S/parity-pytorch
@@ -35,8 +30,5 @@ G1=$!
 wait $G0 $G1
 # issue 12: the concat form of mixed chunk attention against baddbmm, FLASH's whole compiled step, both GPUs
 timeout 240 python3 experiments/2026-12-03-session9/global_form.py --out $S/global-form > $S/log-global-form.txt 2>&1
-kill $BG 2>/dev/null; sleep 1
-tar czf $OUT/results.tgz -C $S .
-cp $S/log-*.txt $OUT/
-grep -hE " ok | oom|rror|Traceback" $S/log-*.txt | cut -c1-200 | tail -20
+end_call
 cat $S/global-form/global_form.md
