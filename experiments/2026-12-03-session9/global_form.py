@@ -73,6 +73,8 @@ def main() -> int:
     p.add_argument("--cpu-dry-run", action="store_true")
     p.add_argument("--child", nargs=3, metavar=("FORM", "OBJECTIVE", "CONTEXT"))
     p.add_argument("--out", default=os.environ.get("OUT", "out"))
+    p.add_argument("--settings", default=",".join(f"{o}:{c}" for o, c in SETTINGS),
+                   help="objective:context pairs, comma-separated (default: all four)")
     args = p.parse_args()
     if args.child:
         form, objective, context = args.child
@@ -82,14 +84,15 @@ def main() -> int:
     if not args.cpu_dry_run:
         import torch
         gpus = max(1, torch.cuda.device_count())
-    cases = [(f, o, c) for o, c in SETTINGS for f in FORMS]  # both forms of a setting next to each other
+    settings = [(o, int(c)) for o, c in (x.split(":") for x in args.settings.split(","))]
+    cases = [(f, o, c) for o, c in settings for f in FORMS]  # both forms of a setting next to each other
     lanes = [[c for i, c in enumerate(cases) if i % gpus == g] for g in range(gpus)]
     with ThreadPoolExecutor(gpus) as pool:
         rows = [r for rs in pool.map(lambda g: lane(g, lanes[g], args.cpu_dry_run), range(gpus)) for r in rs]
     by = {(r["form"], r["objective"], r["context"]): r for r in rows}
     lines = ["# chunk.py's GLOBAL_FORM: FLASH's compiled training step (ms, median of 10)", "",
              "| objective | context | baddbmm | concat | concat / baddbmm |", "|---|---|---|---|---|"]
-    for o, c in SETTINGS:
+    for o, c in settings:
         a, b = (by[(f, o, c)].get("step_ms_median") for f in FORMS)
         ratio = f"{b / a:.3f}" if a and b else "-"
         cells = [f"{x:.1f}" if x else by[(f, o, c)]["status"] for f, x in zip(FORMS, (a, b))]

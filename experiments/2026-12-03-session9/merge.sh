@@ -18,25 +18,24 @@ runs_into() {  # runs_into SRC_FOLDER DEST_FOLDER [overwrite]
   touched+=("$2")
 }
 case $what in
-  call1)
+  call1|call2|one-gpu)
+    # (one-gpu: one-gpu-1.sh's or one-gpu-2.sh's folders, which are call1's and call2's: every folder present)
     # the re-timings keep session 8's run ids (a run id is its configuration): they replace those runs
     for f in jax-paper-speed jax-gpu-speed; do [ -d "$T/$f/runs" ] && runs_into "$T/$f" "$H/$f" overwrite; done
     for f in jax-train-100 mlm-8k-lr; do [ -d "$T/$f/runs" ] && runs_into "$T/$f" "$H/$f"; done
-    for g in 0 1; do [ -f "$dev/log-gpu$g.txt" ] && cp "$dev/log-gpu$g.txt" "$H/jax-paper-speed/log-session9-gpu$g.txt"; done
     if [ -d "$T/jax-profile-qkv" ]; then mkdir -p $H/jax/profile-session9 && cp "$T"/jax-profile-qkv/* $H/jax/profile-session9/; fi
-    ;;
-  call2)
     for f in parity-pytorch parity-jax; do [ -d "$T/$f/runs" ] && runs_into "$T/$f" "$H/gpu-quality"; done
     [ -d "$T/parity-jax-flash-s0/runs" ] && runs_into "$T/parity-jax-flash-s0" "$H/gpu-quality" overwrite
     if [ -d "$T/global-form" ]; then mkdir -p "$H/global-form" && cp "$T"/global-form/* "$H/global-form/"; fi
     [ -d "$T/performer-chunk/runs" ] && runs_into "$T/performer-chunk" "$H/performer-chunk"
-    for g in 0 1; do [ -f "$dev/log-gpu$g.txt" ] && cp "$dev/log-gpu$g.txt" "$H/gpu-quality/log-session9-gpu$g.txt"; done
+    # the call's logs, named by the device call's number
+    mkdir -p $H/logs-session9 && for l in "$dev"/log-*.txt; do cp "$l" "$H/logs-session9/$(basename "$dev")-$(basename "$l")"; done
     ;;
   figures)
     runs_into "$T/paper-figures" "$H/paper-figures"
     [ -f "$dev/plan.log" ] && cat "$dev/plan.log" >> "$H/paper-figures/log-session9.txt"
     ;;
-  *) echo "unknown call '$what': call1, call2 or figures" >&2; exit 2 ;;
+  *) echo "unknown call '$what': call1, call2, one-gpu or figures" >&2; exit 2 ;;
 esac
 [ -f "$dev/env.txt" ] && for d in "${touched[@]}"; do [ -f "$d/env.txt" ] || cp "$dev/env.txt" "$d/"; done
 for d in $(printf '%s\n' "${touched[@]}" | sort -u); do python -m suite.report "$d" > /dev/null; done

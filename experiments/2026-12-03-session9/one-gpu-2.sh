@@ -1,0 +1,24 @@
+# Session 9 on one H200, call 2 of 2 (see one-gpu-1.sh): is JAX's one-signed offset noise (call2.sh's header),
+# Transformer++ at 5e-4 at masked LM 8K, and chunk.py's GLOBAL_FORM at causal 2K / 8K (issue 12).
+#   - gpu-quality, causal 2K, 600 steps, seed 1 of FLASH and Transformer++ on PyTorch, then on JAX; then FLASH's
+#     seed 0 on JAX again with the bf16 heads. Prediction: the seed-1 differences within +-0.005 of zero, not
+#     both above
+#   - masked LM 8K, 600 steps, Transformer++ at 5e-4
+#   - global_form.py at causal 2K and 8K (prediction: concat 1-3 ms faster at 2K)
+source experiments/2026-12-03-session9/device.sh
+start_call /tmp/s9b
+( sleep 565; pkill -f run_all.py; pkill -f global_form.py ) &
+(
+  timeout 170 python3 run_all.py --preset gpu-quality --models flash,transformer_plus_plus --objectives clm \
+    --contexts 2048 --seeds 1 --no-variants --out $S/parity-pytorch
+  timeout 190 python3 run_all.py --preset gpu-quality --backend jax --models flash,transformer_plus_plus \
+    --objectives clm --contexts 2048 --seeds 1 --no-variants --out $S/parity-jax
+  timeout 90 python3 run_all.py --preset gpu-quality --models transformer_plus_plus --objectives mlm --contexts 8k \
+    --seeds 0 --no-variants --lr 5e-4 --out $S/mlm-8k-lr
+  timeout 100 python3 run_all.py --preset gpu-quality --backend jax --models flash --objectives clm \
+    --contexts 2048 --seeds 0 --no-variants --out $S/parity-jax-flash-s0
+) > $S/log-gpu0.txt 2>&1
+timeout 120 python3 experiments/2026-12-03-session9/global_form.py --settings clm:2048,clm:8192 \
+  --out $S/global-form > $S/log-global-form.txt 2>&1
+end_call
+cat $S/global-form/global_form.md 2>/dev/null
