@@ -8,7 +8,7 @@
 # claims table, suite.backend_parity; prints git status. Commit after reading the tables.
 set -euo pipefail
 what=$1 dev=$2
-H=results/nvidia-h200
+H=results/${CARD:-nvidia-h200}  # CARD=nvidia-h100 for a call that ran on an H100
 T=$(mktemp -d)
 tar xzf "$dev/results.tgz" -C "$T"
 touched=()
@@ -22,7 +22,7 @@ case $what in
     # (one-gpu: one-gpu-1.sh's or one-gpu-2.sh's folders, which are call1's and call2's: every folder present)
     # the re-timings keep session 8's run ids (a run id is its configuration): they replace those runs
     for f in jax-paper-speed jax-gpu-speed; do [ -d "$T/$f/runs" ] && runs_into "$T/$f" "$H/$f" overwrite; done
-    for f in jax-train-100 mlm-8k-lr; do [ -d "$T/$f/runs" ] && runs_into "$T/$f" "$H/$f"; done
+    for f in jax-train-100 mlm-8k-lr paper-speed; do [ -d "$T/$f/runs" ] && runs_into "$T/$f" "$H/$f"; done
     if [ -d "$T/jax-profile-qkv" ]; then mkdir -p $H/jax/profile-session9 && cp "$T"/jax-profile-qkv/* $H/jax/profile-session9/; fi
     for f in parity-pytorch parity-jax; do [ -d "$T/$f/runs" ] && runs_into "$T/$f" "$H/gpu-quality"; done
     [ -d "$T/parity-jax-flash-s0/runs" ] && runs_into "$T/parity-jax-flash-s0" "$H/gpu-quality" overwrite
