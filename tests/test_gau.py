@@ -48,30 +48,6 @@ def test_chunked_equals_dense_reference_outputs_and_gradients(causal, T, C, pref
 
 
 @pytest.mark.parametrize("causal", [True, False])
-@pytest.mark.parametrize("T,C,global_norm", [(32, 8, "tokens"), (37, 8, "chunk"), (37, 16, "none"), (5, 8, "tokens")])
-def test_both_global_forms_equal_the_dense_reference(causal, T, C, global_norm, monkeypatch):
-    """GLOBAL_FORM "concat" (one GEMM over [P, q_lin] and [v; state]) and "baddbmm" give the dense reference's
-    outputs and gradients; an unknown form is refused."""
-    qs, v = inputs(T=T)
-    bias_w = torch.randn(2 * C - 1, requires_grad=True)
-    idx = torch.arange(C)
-    dense = dense_mixed_chunk_matrix(*qs, lambda i, j: bias_w[j - i + C - 1], C, causal, global_norm=global_norm) @ v
-    w = torch.randn_like(dense)
-    leaves = [*qs, v, bias_w]
-    g_dense = torch.autograd.grad((dense * w).sum(), leaves)
-    for form in chunk_ops.GLOBAL_FORMS:
-        monkeypatch.setattr(chunk_ops, "GLOBAL_FORM", form)
-        bias = bias_w[idx[None, :] - idx[:, None] + C - 1]
-        fast = mixed_chunk_attention(*qs, v, bias, C, causal, global_norm=global_norm)
-        torch.testing.assert_close(fast, dense, rtol=1e-10, atol=1e-10)
-        for a, b in zip(torch.autograd.grad((fast * w).sum(), leaves), g_dense):
-            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
-    monkeypatch.setattr(chunk_ops, "GLOBAL_FORM", "einsum")
-    with pytest.raises(ValueError, match="unknown global form 'einsum'"):
-        mixed_chunk_attention(*qs, v, bias, C, causal)
-
-
-@pytest.mark.parametrize("causal", [True, False])
 @pytest.mark.parametrize("parts", ["local", "global"])
 def test_ablation_parts_equal_their_dense_reference(causal, parts):
     qs, v = inputs(T=37)

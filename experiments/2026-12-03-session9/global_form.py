@@ -9,6 +9,9 @@ traces GLOBAL_FORM once), one lane per GPU; median of 10 steps after 3 warm-up s
 runner's own timing). Prediction (chunk.py's comment, NOTES entry 26): "concat" saves 0.1-0.2 ms per GAU
 layer, 1.5-3 ms of FLASH's 56.8 ms step at 2K. Writes global_form.md and global_form.json to $OUT.
 
+Measured in session 9 (results/nvidia-h100/global-form, NOTES entry 30): "concat" was faster at every setting and
+became chunk.py's only form, so GLOBAL_FORM is gone; this script runs at commits before that change (6d2574c).
+
     python experiments/2026-12-03-session9/global_form.py               # GPU machine, ~2 minutes on 2 GPUs
     python experiments/2026-12-03-session9/global_form.py --cpu-dry-run # tiny sizes on the CPU
 """

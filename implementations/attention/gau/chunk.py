@@ -36,16 +36,12 @@ CHUNK_PREFIXES = ("auto", "cumsum", "matmul")  # ways to sum the states of earli
 # from 8 chunks on (2K at chunk 256), 0.22 ms slower at 4 and 0.70 ms slower at 2, where it degenerates.
 PREFIX_MATMUL_MIN_CHUNKS = 8
 STATE_SUM_DTYPE = torch.float32  # sums of chunk states over chunks run in at least this precision
-# How "mixed" adds the local and the global part (the same numbers up to one bf16 rounding of the local part):
-# "baddbmm": local = P v, then out = local + q_lin state in the epilogue of a second GEMM; compiled, that GEMM
-#   first copies local into its output (ATen's baddbmm with out != input: likely the one "Memcpy DtoD" of
-#   64 us per layer at the quality size, 2K, in results/nvidia-h200/fused-kernel/profile), and v's two
-#   gradients are added in their own pass (likely its `triton_poi_fused_add_view`, 93 us).
-# "concat": one GEMM, out = [P, q_lin] [v; state] over K = C + s: no local tensor, no copy; its backward
-#   reads dout twice instead of four times and returns [dP, dq_lin] and [dv_local; d state] from one GEMM each. Read at every call; experiments/2026-12-03-session9/global_form.py
-#   times both (NOTES entry 26).
-GLOBAL_FORMS = ("baddbmm", "concat")
-GLOBAL_FORM = "baddbmm"
+# "mixed" adds its local and global parts inside one GEMM per chunk, out_g = [P_g, q_lin_g] [v_g; state_g] over
+# K = C + s: no local tensor is written and read back, and the backward reads dout twice (one GEMM returns
+# [dP, dq_lin], one [dv_local; d state]). The other way, local = P v and then out = local + q_lin state in a
+# baddbmm's epilogue, was 2.4-2.5 ms (3.6%) slower per compiled FLASH step at causal 2K / 8K and 0.5 ms at masked
+# 2K on an H100 at the quality size (results/nvidia-h100/global-form, NOTES entry 30); the two differ by one bf16
+# rounding of the local part.
 
 
 def exclusive_chunk_prefix(kv: torch.Tensor, how: str = "auto") -> torch.Tensor:
@@ -104,7 +100,6 @@ def mixed_chunk_attention(q_quad: torch.Tensor, k_quad: torch.Tensor, q_lin: tor
     """
     check_choice("mixed chunk attention parts", parts, PARTS)
     check_choice("chunk_prefix", chunk_prefix, CHUNK_PREFIXES)
-    check_choice("global form", GLOBAL_FORM, GLOBAL_FORMS)
     B, T, _ = v.shape
     C = min(chunk, T)  # a sequence shorter than one chunk is one chunk of T tokens (no padding) ...
     G = -(-T // C)
@@ -115,13 +110,8 @@ def mixed_chunk_attention(q_quad: torch.Tensor, k_quad: torch.Tensor, q_lin: tor
     qq, kq, ql, kl, vv = (t.reshape(B, G, C, t.shape[-1]) for t in (q_quad, k_quad, q_lin, k_lin, v))
     if bias is not None:
         bias = bias[:C, :C]
-    concat = parts == "mixed" and GLOBAL_FORM == "concat"
-    if concat:  # the probabilities, [B, G, C, C], are an operand of the one GEMM below
-        probs = relu2_scores(qq, kq, bias, float(chunk), causal)  # ... still normalised by 1/chunk
-    else:
-        local = quadratic_attention(qq, kq, vv, bias, float(chunk), causal)
     if parts == "local":
-        return local.reshape(B, G * C, -1)[:, :T]
+        return quadratic_attention(qq, kq, vv, bias, float(chunk), causal).reshape(B, G * C, -1)[:, :T]
     state = torch.matmul(kl.transpose(-1, -2), vv)  # [B, G, s, e]: each chunk's state k_lin_h^T v_h
     acc = torch.promote_types(state.dtype, STATE_SUM_DTYPE)
     if causal:
@@ -134,16 +124,13 @@ def mixed_chunk_attention(q_quad: torch.Tensor, k_quad: torch.Tensor, q_lin: tor
     else:
         n = global_normaliser(global_norm, False, C, T, G, v.device, acc)
         state = (state.to(acc).sum(dim=1) / n).to(ql.dtype)  # [B, s, e]: one state for the whole sequence
-        if concat:  # every chunk's copy of it, for the per-chunk GEMM
-            state = state[:, None].expand(B, G, *state.shape[-2:])
         rows = (B, G * C)
-    if concat:  # out_g = [P_g, q_lin_g] [v_g; state_g]
-        lhs = torch.cat([probs.to(ql.dtype), ql], dim=-1)  # [B, G, C, C + s]
-        rhs = torch.cat([vv, state.to(vv.dtype)], dim=-2)  # [B, G, C + s, e]
-        return torch.matmul(lhs, rhs).reshape(B, G * C, -1)[:, :T]
-    lhs, state = ql.reshape(*rows, ql.shape[-1]), state.reshape(rows[0], *state.shape[-2:])
     if parts == "global":
-        out = torch.bmm(lhs, state)
-    else:  # local + q_lin state in one GEMM (the addition in its epilogue, not a separate pass over [T, e])
-        out = torch.baddbmm(local.reshape(*rows, local.shape[-1]), lhs, state)
-    return out.reshape(B, G * C, -1)[:, :T]
+        lhs, state = ql.reshape(*rows, ql.shape[-1]), state.reshape(rows[0], *state.shape[-2:])
+        return torch.bmm(lhs, state).reshape(B, G * C, -1)[:, :T]
+    if not causal:  # every chunk's copy of the one state, for the per-chunk GEMM
+        state = state[:, None].expand(B, G, *state.shape[-2:])
+    probs = relu2_scores(qq, kq, bias, float(chunk), causal)  # [B, G, C, C], still normalised by 1/chunk
+    lhs = torch.cat([probs.to(ql.dtype), ql], dim=-1)  # [B, G, C, C + s]
+    rhs = torch.cat([vv, state.to(vv.dtype)], dim=-2)  # [B, G, C + s, e]
+    return torch.matmul(lhs, rhs).reshape(B, G * C, -1)[:, :T]

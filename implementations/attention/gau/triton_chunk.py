@@ -38,7 +38,7 @@ HBM bytes count each tensor once per kernel, re-reads of a chunk's tiles by its 
                                [s, C] x [C, e] product of the global part 67.1; dS k, dS^T q 16.8 each
     torch op (compiled)        forward 285 MFLOP, backward 570: 855 per chunk, 219 GFLOP per call: 0.3 ms
                                at 700 TFLOP/s, so it is not FLOP-bound. HBM: forward ~4.4 MiB (S written and
-                               read twice, P v written then re-read by the baddbmm, the states and their
+                               read twice, P v written then re-read by a baddbmm [before entry 30], the states and their
                                prefix 1.3 MiB), backward ~8.6 MiB (dP, dS, P, the two halves of dv added in
                                their own pass 1.5 MiB, the global part's 5 GEMMs and suffix 3.9 MiB): ~13 MiB
                                per chunk, 3.4 GB per call, ~0.75 ms at 4.5 TB/s, in about 25 kernels.
