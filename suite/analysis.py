@@ -697,7 +697,7 @@ def quality_per_step(runs: pd.DataFrame, curves: pd.DataFrame,
 
 STEP_TIME_COLUMNS = ["platform", "objective", "context", "size", "model", "options", "ms_per_token",
                      "step_ms", "tokens_per_step", "variant", "kind", "compile_mode", "precision", "backend",
-                     "torch_version", "git_commit", "timestamp", "n_runs"]
+                     "torch_version", "jax_version", "git_commit", "timestamp", "n_runs"]
 
 
 def platform_name(row: dict) -> str:
@@ -732,7 +732,7 @@ def platform_step_times(runs: pd.DataFrame) -> pd.DataFrame:
         rows.append(dict(zip(["platform", "objective", "context", "size", "model", "options"], key)) | {
             "ms_per_token": float(per.min()), "step_ms": float(per.min() * float(tps)), "tokens_per_step": float(tps),
             **{c: last.get(c, "") for c in ("variant", "kind", "compile_mode", "precision", "backend", "torch_version",
-                                             "git_commit", "timestamp")},
+                                             "jax_version", "git_commit", "timestamp")},
             "n_runs": int(len(mine))})
     return pd.DataFrame(rows, columns=STEP_TIME_COLUMNS)
 

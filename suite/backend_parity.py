@@ -3,8 +3,9 @@ learning curve (the JAX backend's "quality parity in practice").
 
     python -m suite.backend_parity results/nvidia-h200/gpu-quality            # writes .../gpu-quality/parity
     python -m suite.backend_parity FOLDER --out DIR
+    python -m suite.backend_parity FOLDER FOLDER ... --out DIR                # several folders' runs together
 
-A pair is two finished training runs of FOLDER's runs.csv that differ only in their backend (column
+A pair is two finished training runs of the folders' runs.csv that differ only in their backend (column
 `backend`; empty means PyTorch): the same model, objective, context, seed, size, tokens per step, steps,
 learning rate, model options, precision, data (hash) and hardware (device_name); where a backend ran a
 configuration more than once, its newest run (timestamp). Every other run (learning-rate sweeps, other
@@ -13,13 +14,15 @@ options or models without a JAX twin) is left out. Writes under --out (default: 
     tables/backend_parity.{csv,md}   one row per pair: both final bits per byte, their difference (JAX - PyTorch),
                                      the largest |difference| over the evaluation steps both runs recorded after
                                      the first 10% of training (early evaluations move fast), the spread of
-                                     PyTorch's final bits per byte over the folder's seeds of that configuration
-                                     (the seed noise), and both runs' commits; without pairs, a note saying so
+                                     PyTorch's final bits per byte over every seed of that configuration in the
+                                     folders, on any hardware (the seed noise; cards differ by bf16 roundings),
+                                     and both runs' commits; without pairs, a note saying so
     figures/backend_parity.{png,svg} per (objective, context): held-out bits per byte vs training step, a colour
                                      per model, PyTorch solid and JAX dashed; below, JAX - PyTorch per shared
                                      evaluation step
 
-A missing folder or runs.csv is an error (exit 2); missing data (no pairs, no curves) is said, not raised.
+A missing folder or runs.csv is an error (exit 2), and so are several folders without --out; missing data
+(no pairs, no curves) is said, not raised.
 """
 from __future__ import annotations
 
@@ -146,10 +149,10 @@ def parity_table(runs: pd.DataFrame, curves: pd.DataFrame | None) -> pd.DataFram
         diff = curve_difference(c_pt, c_jx)
         max_abs, at = late_max_difference(diff, pt["steps"])
         f_pt, f_jx = _final_bpb(pt, c_pt), _final_bpb(jx, c_jx)
-        # the seed noise: PyTorch's final bits per byte over every seed of this configuration in the folder
+        # the seed noise: PyTorch's final bits per byte over every seed of this configuration, on any hardware
         same = np.ones(len(pt_all), dtype=bool)
         for k, v in zip(PAIR_KEYS, key):
-            if k != "seed":
+            if k not in ("seed", "device_name"):
                 col = pt_all[k]
                 same &= (col.isna() if isinstance(v, float) and math.isnan(v) else col == v).to_numpy()
         seeds = pt_all[same]
@@ -202,13 +205,20 @@ def _max_cell(r: pd.Series) -> str:
     return f"{_diff_cell(r['max_abs_difference']).lstrip('+')} (step {_int_cell(r['max_abs_difference_step'], ',')})"
 
 
-def parity_markdown(tab: pd.DataFrame, runs: pd.DataFrame, folder: Path) -> str:
+def _where(folders: Path | list[Path]) -> str:
+    """`a` or `a` and `b`: the folders a table was read from."""
+    names = [f"`{f}`" for f in (folders if isinstance(folders, list) else [folders])]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def parity_markdown(tab: pd.DataFrame, runs: pd.DataFrame, folders: Path | list[Path]) -> str:
     """The table with its header paragraph; without pairs, a note that says why there is no table."""
     out = ["# PyTorch vs JAX: the same training run on both backends\n"]
     tr = finished_train_runs(runs)
+    folder = _where(folders)
     if tab.empty:
         n_jax = int((tr["backend"] == "jax").sum())
-        out.append(f"No pairs in `{folder}`: {len(tr)} finished training runs, {n_jax} of them on JAX. A pair is a "
+        out.append(f"No pairs in {folder}: {len(tr)} finished training runs, {n_jax} of them on JAX. A pair is a "
                    "PyTorch and a JAX run with the same model, objective, context, seed, size, tokens per step, "
                    "steps, learning rate, model options, precision, data hash and hardware.\n")
         return "\n".join(out)
@@ -216,13 +226,13 @@ def parity_markdown(tab: pd.DataFrame, runs: pd.DataFrame, folder: Path) -> str:
     paired = tr[tr["run_id"].isin(ids)]
     execs = " vs ".join(", ".join(sorted(set(tab[f"{b}_execution"]))) for b in BACKENDS)
     out.append(
-        f"Runs of `{folder}` ({_setting(paired)}; {execs}) that differ only in their backend: the same model, "
+        f"Runs of {folder} ({_setting(paired)}; {execs}) that differ only in their backend: the same model, "
         "objective, context, seed, size, tokens per step, steps, learning rate, model options, precision, data "
         "and hardware (the newest run of each backend where one was repeated). Held-out bits per byte at the end "
         "of training; difference JAX - PyTorch (negative: JAX lower). Largest |difference|: over the evaluation "
         f"steps both runs recorded, after the first {EARLY_FRACTION:.0%} of training (early evaluations move "
-        "fast). Seed range: max - min of PyTorch's final bits per byte over the seeds of the same configuration "
-        "in this folder, the seed noise the difference is to be read against ('-': one seed only). Figure: "
+        "fast). Seed range: max - min of PyTorch's final bits per byte over the seeds of the same configuration, "
+        "on any hardware, the seed noise the difference is to be read against ('-': one seed only). Figure: "
         f"`figures/{STEM}.png`.\n")
     md = pd.DataFrame({
         "model": tab["model"].map(model_label), "objective": tab["objective"].map(objective_label),
@@ -311,11 +321,15 @@ def plot_parity(tab: pd.DataFrame, runs: pd.DataFrame, curves: pd.DataFrame | No
             bottom.axvspan(0, EARLY_FRACTION * last, color="0.92", lw=0, zorder=0)
             bottom.set_xlim(0, last * (1.12 if several_seeds else 1.02))
             where = f"{hw}, " if several_hw else ""
-            top.set_title(f"{where}{objective_label(obj)} {context_label(ctx)}")
+            seed = f", seed {_int_cell(g['seed'].iloc[0])}" if several_hw and not several_seeds else ""
+            top.set_title(f"{where}{objective_label(obj)} {context_label(ctx)}{seed}")
             bottom.set_xlabel("training step")
             if j == 0:
                 top.set_ylabel("held-out bits per byte")
                 bottom.set_ylabel("JAX \u2212 PyTorch (bits per byte)")
+        lims = [ax.get_ylim() for ax in axes[1]]  # one scale for every panel's differences
+        for ax in axes[1]:
+            ax.set_ylim(min(lo for lo, _ in lims), max(hi for _, hi in lims))
         handles = _model_handles(models, {m: Variant(m, m) for m in models}, solid=True)
         for h in handles:
             h.set_marker("None")
@@ -328,34 +342,42 @@ def plot_parity(tab: pd.DataFrame, runs: pd.DataFrame, curves: pd.DataFrame | No
 
 
 # ----------------------------------------------------------------------------------------------- driver
-def write_parity(folder: Path, out: Path) -> dict[str, list[Path]]:
-    """The table and figure of the module docstring, from `folder`'s runs.csv and curves.csv."""
-    runs, curves = load_results(folder)
+def write_parity(folders: Path | list[Path], out: Path) -> dict[str, list[Path]]:
+    """The table and figure of the module docstring, from the folders' runs.csv and curves.csv together."""
+    loaded = [load_results(f) for f in (folders if isinstance(folders, list) else [folders])]
+    runs = pd.concat([r for r, _ in loaded], ignore_index=True)
+    curves = pd.concat([c for _, c in loaded], ignore_index=True)
     tab = parity_table(runs, curves)
     tables = out / "tables"
     tables.mkdir(parents=True, exist_ok=True)
     written: dict[str, list[Path]] = {"tables": [tables / f"{STEM}.csv", tables / f"{STEM}.md"], "figures": []}
     counts = ["context", "seed", "tokens_per_step", "steps", "max_abs_difference_step"]
     write_if_changed(written["tables"][0], tab.astype({c: "Int64" for c in counts}).to_csv(index=False))
-    write_if_changed(written["tables"][1], parity_markdown(tab, runs, folder))
+    write_if_changed(written["tables"][1], parity_markdown(tab, runs, folders))
     written["figures"] = plot_parity(tab, runs, curves, out / "figures")
     return written
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m suite.backend_parity", description=__doc__.splitlines()[0])
-    p.add_argument("folder", type=Path, help="results folder with runs.csv and curves.csv")
-    p.add_argument("--out", type=Path, default=None, help="where to write (default: FOLDER/parity)")
+    p.add_argument("folders", type=Path, nargs="+", metavar="FOLDER",
+                   help="results folders with runs.csv and curves.csv (several: their runs together)")
+    p.add_argument("--out", type=Path, default=None, help="where to write (default, for one folder: FOLDER/parity)")
     args = p.parse_args(argv)
-    if not args.folder.is_dir():
-        print(f"python -m suite.backend_parity: no such folder: {args.folder}", file=sys.stderr)
+    for folder in args.folders:
+        if not folder.is_dir():
+            print(f"python -m suite.backend_parity: no such folder: {folder}", file=sys.stderr)
+            return 2
+        if not (folder / "runs.csv").is_file():
+            print(f"python -m suite.backend_parity: {folder} has no runs.csv (run python -m suite.report on it "
+                  "first)", file=sys.stderr)
+            return 2
+    if args.out is None and len(args.folders) > 1:
+        print("python -m suite.backend_parity: several folders need --out (where their table and figure go)",
+              file=sys.stderr)
         return 2
-    if not (args.folder / "runs.csv").is_file():
-        print(f"python -m suite.backend_parity: {args.folder} has no runs.csv (run python -m suite.report on it "
-              "first)", file=sys.stderr)
-        return 2
-    out = args.out if args.out is not None else args.folder / "parity"
-    written = write_parity(args.folder, out)
+    out = args.out if args.out is not None else args.folders[0] / "parity"
+    written = write_parity(args.folders if len(args.folders) > 1 else args.folders[0], out)
     print(written["tables"][1].read_text())
     for kind, paths in written.items():
         for path in paths:

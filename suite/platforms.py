@@ -113,7 +113,9 @@ def speedup_markdown(tab: pd.DataFrame, times: pd.DataFrame) -> str:
             out.append(f"**{objective_label(obj)}** (baseline {V[g['baseline'].iloc[0]].label})\n")
             out.append(markdown_table(piv.rename_axis("model"), index=True))
         t = times[times["platform"] == platform]
-        sw = sorted({f"{b} {v}" for b, v in zip(t["backend"].astype(str), t["torch_version"].astype(str))})
+        sw = sorted({f"jax {j}" if b == "jax" else f"{b} {v}" for b, v, j in
+                     zip(t["backend"].astype(str), t["torch_version"].astype(str),
+                         t.get("jax_version", pd.Series("", index=t.index)).astype(str))})
         out.append(f"Step times: {len(t)} configurations ({', '.join(sorted(set(t['kind'].astype(str))))} runs), "
                    f"{', '.join(sorted(set(t['precision'].astype(str))))}, {'; '.join(sw)}; "
                    f"see step_times.md.\n")
@@ -253,7 +255,7 @@ def plot_backends(tab: pd.DataFrame, out_dir: Path) -> list[Path]:
     if tab.empty:
         return []
     import matplotlib
-    panels = list(tab.groupby(["platform", "size", "objective", "tokens_per_step"], sort=False).groups)
+    panels = [(key, g) for key, g in tab.groupby(["platform", "size", "objective", "tokens_per_step"], sort=False)]
     styles = dict(zip(EXECUTIONS, ("-", "--", ":")))
     V = variants_of(tab.assign(variant=tab["model"]))
     with matplotlib.rc_context(_RC):
@@ -261,8 +263,7 @@ def plot_backends(tab: pd.DataFrame, out_dir: Path) -> list[Path]:
         nrows = -(-len(panels) // ncols)
         fig = _new_figure(nrows, ncols)
         axes = fig.subplots(nrows, ncols, squeeze=False)
-        for ax, key in zip(axes.flat, panels):
-            g = tab.set_index(["platform", "size", "objective", "tokens_per_step"]).loc[key].reset_index()
+        for ax, (key, g) in zip(axes.flat, panels):  # (a panel of one row is a frame too)
             for (m, e), line in g.groupby(["model", "execution"], sort=False):
                 line = line.sort_values("context")
                 ax.plot(line["context"], line["step_ms"], lw=1.5, ms=4,

@@ -140,3 +140,27 @@ def test_missing_folder_or_runs_csv_exits_2(tmp_path: Path, capsys):
     (tmp_path / "empty").mkdir()
     assert bp.main([str(tmp_path / "empty")]) == 2
     assert "no runs.csv" in capsys.readouterr().err
+
+
+def test_several_folders_pair_within_a_card_and_read_seed_noise_across_cards(tmp_path: Path, capsys):
+    """Two folders, one pair each (seed 0 on card A, seed 1 on card B): two pairs, never one across cards, and
+    the seed range of each is over both seeds; several folders need --out."""
+    a = write(tmp_path / "a", [run_row("pt0", final_bpb=1.5), run_row("jx0", backend="jax", final_bpb=1.48)],
+              curve("pt0", PT) + curve("jx0", JX))
+    b = write(tmp_path / "b", [run_row("pt1", seed=1, final_bpb=1.6, device_name="GPU-B"),
+                               run_row("jx1", backend="jax", seed=1, final_bpb=1.65, device_name="GPU-B"),
+                               # card B's seed-0 JAX run: card A's seed 0 is no pair of it
+                               run_row("jx0-b", backend="jax", final_bpb=1.0, device_name="GPU-B")],
+              curve("pt1", PT) + curve("jx1", JX))
+    out = tmp_path / "out"
+    assert bp.main([str(a), str(b), "--out", str(out)]) == 0
+    csv = pd.read_csv(out / "tables" / "backend_parity.csv").set_index("seed")
+    assert list(csv["jax_run_id"]) == ["jx0", "jx1"] and list(csv["device_name"]) == ["GPU-A", "GPU-B"]
+    assert csv.loc[1, "difference"] == pytest.approx(0.05)
+    assert list(csv["pytorch_seed_range"]) == pytest.approx([0.1, 0.1])
+    md = (out / "tables" / "backend_parity.md").read_text()
+    assert f"`{a}` and `{b}`" in md and "| hardware |" in md
+    assert (out / "figures" / "backend_parity.png").is_file()
+    capsys.readouterr()
+    assert bp.main([str(a), str(b)]) == 2
+    assert "several folders need --out" in capsys.readouterr().err

@@ -106,10 +106,18 @@ def test_platforms_command_writes_tables_and_figures(tmp_path, curves_and_runs):
     cpu.mkdir(parents=True)
     pd.DataFrame([speed_row("CPU-B", "transformer_plus_plus", 300.0), speed_row("CPU-B", "flash", 200.0)]) \
         .reindex(columns=SUMMARY_COLUMNS).to_csv(cpu / "runs.csv", index=False)
+    # a platform that timed one model on JAX alone: a backends panel of one row, its JAX version said
+    gpu_c = tmp_path / "results" / "gpu-c" / "jax-paper-speed"
+    gpu_c.mkdir(parents=True)
+    pd.DataFrame([{**speed_row("GPU-C", "flash", 60.0), "backend": "jax", "compile_mode": "jit",
+                   "jax_version": "0.11.2", "torch_version": "2.11.0"}]) \
+        .reindex(columns=SUMMARY_COLUMNS + ["jax_version"]).to_csv(gpu_c / "runs.csv", index=False)
     out = tmp_path / "platforms"
     assert platforms.main([str(folder), "--times", str(tmp_path / "results"), "--out", str(out)]) == 0
     md = (out / "tables" / "platform_speedup.md").read_text()
     assert "### GPU-A" in md and "### CPU-B" in md and "(includes 1)" in md
+    steps = pd.read_csv(out / "tables" / "step_times.csv").set_index("platform")
+    assert steps.loc["GPU-C", "jax_version"] == "0.11.2" and "GPU-C, " in (out / "tables" / "backends.md").read_text()
     backends = (out / "tables" / "backends.md").read_text()
     assert "TPU: not measured" in backends and "FLASH, PyTorch eager" in backends and "1.50x FLASH faster" in backends
     assert "last crossing" in (out / "tables" / "gap.md").read_text()
