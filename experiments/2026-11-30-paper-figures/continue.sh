@@ -2,8 +2,9 @@
 # Runs from a clean export of a commit (.data/tree.tgz: `git archive --format=tar --add-file=COMMIT HEAD |
 # gzip > .data/tree.tgz` with the commit hash in ./COMMIT), so uncommitted work never reaches a run. The
 # committed run files are copied into the sweep's folder first, so finished runs are skipped; the stages
-# run in order of value (Performer and Combiner before seed 2: the claims table's "below FLASH in quality" row
-# has no curves yet, while seed 2 only narrows the ranges seed 1 opens), each shared by the machine's GPUs
+# run in order of value (masked LM first: its 8K runs at the per-setting rates of PAPER_SETTING_LR; Performer and
+# Combiner at 2K early, since the claims table's "below FLASH in quality" row has no curves yet, and the rest of
+# them before seed 2, which only narrows the ranges seed 1 opens), each shared by the machine's GPUs
 # (torchrun, one run per process); checkpoints every 3 minutes. Each call waits WAIT_S seconds (default 540)
 # and archives the folder (checkpoints left out):
 #   bash experiments/2026-11-30-paper-figures/continue.sh start     # first call of a session
@@ -21,6 +22,7 @@ if [ "$1" = start ]; then
   SWEEP="torchrun --standalone --nproc_per_node $NPROC run_all.py --preset paper-figures --out $OUT_DIR --checkpoint-every 3m"
   ( cd /tmp/tree && setsid bash -c "
       $SWEEP --models flash,transformer_plus_plus --seeds 0 --objectives mlm
+      $SWEEP --models performer,combiner --seeds 0 --contexts 2048
       $SWEEP --models flash_quad --seeds 0
       $SWEEP --models flash,transformer_plus_plus,flash_quad --seeds 1
       $SWEEP --models performer,combiner --seeds 0
