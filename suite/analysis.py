@@ -637,7 +637,7 @@ def quality_table(runs: pd.DataFrame, curves: pd.DataFrame | None = None) -> pd.
 
 # Model options that change how a model computes, not what: runs that differ only in these share a
 # learning curve (and a step time is looked up across them).
-SPEED_ONLY_OPTIONS = ("attention_kernel", "chunk_prefix", "kernel")
+SPEED_ONLY_OPTIONS = ("attention_kernel", "chunk_prefix", "kernel", "causal_chunk")  # (Performer's causal chunk)
 
 QUALITY_PER_STEP_COLUMNS = ["objective", "context", "size", "tokens_per_step", "variant", "model", "options", "seed",
                             "baseline", "baseline_seed", "target_loss", "baseline_steps", "steps", "steps_ratio",

@@ -61,6 +61,7 @@ def test_steps_to_quality_interpolates_between_evaluations():
 
 def test_numerics_options_leave_out_what_does_not_change_the_numbers():
     assert numerics_options('{"kernel": "triton", "chunk": 128, "attention_kernel": "sdpa"}') == '{"chunk": 128}'
+    assert numerics_options('{"causal_chunk": 128, "n_features": 256}') == '{"n_features": 256}'  # Performer
     assert numerics_options("") == numerics_options(None) == "{}"
 
 

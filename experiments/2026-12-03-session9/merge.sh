@@ -30,6 +30,7 @@ case $what in
     [ -d "$T/parity-jax-flash-s0/runs" ] && runs_into "$T/parity-jax-flash-s0" "$H/gpu-quality" overwrite
     if [ -d "$T/global-form" ]; then mkdir -p "$H/global-form" && cp "$T"/global-form/* "$H/global-form/"; fi
     [ -d "$T/performer-chunk/runs" ] && runs_into "$T/performer-chunk" "$H/performer-chunk"
+    [ -d "$T/quad-kernel/runs" ] && runs_into "$T/quad-kernel" "$H/quad-kernel"
     # the call's logs, named by the device call's number
     mkdir -p $H/logs-session9 && for l in "$dev"/log-*.txt; do cp "$l" "$H/logs-session9/$(basename "$dev")-$(basename "$l")"; done
     ;;

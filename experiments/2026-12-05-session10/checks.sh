@@ -8,6 +8,8 @@
 #   - H100: gpu-speed --backend jax FLASH 2K (the 95% memory fraction; session 9's run ran out of memory);
 #     H200: paper-speed --backend jax FLASH / FLASH-Quad causal 2K (the H200 rows still hold float32 heads)
 #   - Performer's causal_chunk 128 / 256 at paper-speed causal 2K (default 64: a 90 ms step)
+#   - FLASH-Quad with --set kernel=triton at causal 4K / 8K (its torch op builds T x T scores; if the kernel is
+#     faster there, the remaining FLASH-Quad 4K / 8K paper-figures runs take it: a speed-only option)
 #   - profile_jax.py's qkv=split for Transformer++ (NOTES entry 29)
 source experiments/2026-12-03-session9/device.sh
 start_call /tmp/s10
@@ -29,6 +31,14 @@ export CUDA_VISIBLE_DEVICES=0
     timeout 60 python3 run_all.py --preset paper-speed --models performer --objectives clm --contexts 2048 \
       --set causal_chunk=$c --out $S/performer-chunk
   done
+  # FLASH-Quad's fused kernel at long contexts (never timed there): the torch op builds T x T scores per layer,
+  # 161 / 180 ms per step at causal / masked 8K on the H200, ~9 minutes per paper-figures run
+  timeout 100 python3 run_all.py --preset paper-speed --models flash_quad --contexts 4k,8k --objectives clm \
+    --set kernel=triton --out $S/quad-kernel
+  if nvidia-smi --query-gpu=name --format=csv,noheader | grep -q H100; then  # the torch op on the same card
+    timeout 90 python3 run_all.py --preset paper-speed --models flash_quad --contexts 4k,8k --objectives clm \
+      --out $S/quad-kernel
+  fi
   timeout 150 python3 experiments/2026-12-01-jax-profile/profile_jax.py --group quality --variants qkv=split \
     --lanes 1 --budget-s 100 --out $S/jax-profile-qkv
 ) > $S/log-gpu0.txt 2>&1
