@@ -33,19 +33,38 @@ def git_state() -> tuple[str, bool]:
         return os.environ.get("FLASH_REPRO_COMMIT", "unknown"), True
 
 
+# The widest x86 vector extension named in a CPU's name, as /proc/cpuinfo's flags call it (first match wins).
+# A virtual machine may report only "AMD EPYC": its host can be a Zen 3 (AVX2) one session and a Zen 4
+# (AVX-512) the next, and the same step took 1.65x longer on the first (results/NOTES.md, entry 31).
+CPU_VECTOR_ISAS = (("avx512f", "AVX-512"), ("avx2", "AVX2"))
+
+
+def cpu_vector_isa(flags: set[str]) -> str:
+    """The widest vector extension of CPU_VECTOR_ISAS among these cpuinfo flags ('' for none)."""
+    return next((name for flag, name in CPU_VECTOR_ISAS if flag in flags), "")
+
+
+def cpu_description(cpuinfo: str, cores: int | None, fallback: str) -> str:
+    """A CPU's platform name from the text of /proc/cpuinfo: its model name (or `fallback`), the cores, and
+    its widest vector extension: 'AMD EPYC (2 cores, AVX2)'."""
+    name = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")),
+                fallback)
+    flags = next((set(line.split(":", 1)[1].split()) for line in cpuinfo.splitlines() if line.startswith("flags")),
+                 set())
+    isa = cpu_vector_isa(flags)
+    return f"{name} ({cores} cores{', ' + isa if isa else ''})"
+
+
 def device_name(device: str) -> str:
+    """The platform name results carry: the GPU's name, or the CPU's (`cpu_description`)."""
     if device.startswith("cuda") and torch.cuda.is_available():
         return torch.cuda.get_device_name(torch.device(device))
-    cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
+            cpuinfo = f.read()
     except OSError:
-        pass
-    return f"{cpu} ({os.cpu_count()} cores)"
+        cpuinfo = ""
+    return cpu_description(cpuinfo, os.cpu_count(), platform.processor() or platform.machine())
 
 
 def platform_slug(device: str) -> str:

@@ -766,3 +766,17 @@ def test_the_fused_loss_is_refused_where_it_cannot_run(capsys, monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "liger_kernel" else real(name, *a))
     assert cli.main(["--preset", "smoke", "--loss", "liger", "--dry-run"]) == 2
     assert "--loss liger runs on a GPU only" in capsys.readouterr().err
+
+
+def test_cpu_platform_name_carries_the_vector_extension():
+    """A VM's CPU may be named only "AMD EPYC" whatever its host: the widest vector extension tells a Zen 3 host
+    (AVX2) from a Zen 4 one (AVX-512), whose step times differ by 1.65x (NOTES entry 31)."""
+    from suite.provenance import cpu_description
+
+    def info(flags):
+        return "".join(f"processor\t: {i}\nmodel name\t: AMD EPYC\nflags\t\t: {flags}\n\n" for i in range(2))
+
+    assert cpu_description(info("fpu sse2 avx avx2 fma"), 2, "x86_64") == "AMD EPYC (2 cores, AVX2)"
+    assert cpu_description(info("avx2 avx512f avx512bw"), 2, "x86_64") == "AMD EPYC (2 cores, AVX-512)"
+    assert cpu_description(info("fpu sse2"), 2, "x86_64") == "AMD EPYC (2 cores)"
+    assert cpu_description("", 4, "aarch64") == "aarch64 (4 cores)"  # no cpuinfo (another OS): the fallback

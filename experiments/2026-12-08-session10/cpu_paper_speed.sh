@@ -5,7 +5,10 @@
 # form). Same protocol as then (results/amd-epyc-2c/README.md): eager fp32, 2 timed steps after the preset's
 # 3 warm-up steps, tokens per step scaled down (2,048 up to 2K, 4,096 at 4K, 8,192 at 8K; the platform tables
 # scale per token to 65,536). --fresh: the earlier records move to superseded/. FLASH-Quad at 8K is left out:
-# fp32 at 8K reached 21.5 GiB of this 23 GiB machine in session 6 (it builds T x T scores per layer).
+# fp32 at 8K reached 21.5 GiB of this 23 GiB machine in session 6 (it builds T x T scores per layer). The JAX rows
+# of session 5 (FLASH and Transformer++, causal 512 / 2K / 8K) are timed again too, so that no row of this folder
+# comes from another host: the device name now carries the CPU's vector extension (suite/provenance.py), as this
+# VM's "AMD EPYC" took 1.65x longer per step than session 5/6's host (results/NOTES.md, entry 31).
 # Run with nothing else on the machine (2 cores). The commit and dirty flag are fixed at the start, from the tree
 # outside results/ (each call rewrites the tracked runs.csv, which would mark the later calls' runs dirty).
 set -euo pipefail
@@ -21,3 +24,7 @@ python run_all.py "${common[@]}" --objectives mlm --contexts 512,2k --tokens-per
 python run_all.py "${common[@]}" --objectives clm --contexts 4k --tokens-per-step 4096
 python run_all.py "${common[@]}" --objectives clm,mlm --contexts 8k --tokens-per-step 8192 \
   --models transformer,transformer_plus,transformer_plus_plus,performer,combiner,flash
+python run_all.py "${common[@]}" --backend jax --models flash,transformer_plus_plus --objectives clm \
+  --contexts 512,2k --tokens-per-step 2048
+python run_all.py "${common[@]}" --backend jax --models flash,transformer_plus_plus --objectives clm \
+  --contexts 8k --tokens-per-step 8192
