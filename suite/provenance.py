@@ -35,7 +35,7 @@ def git_state() -> tuple[str, bool]:
 
 # The widest x86 vector extension named in a CPU's name, as /proc/cpuinfo's flags call it (first match wins).
 # A virtual machine may report only "AMD EPYC": its host can be a Zen 3 (AVX2) one session and a Zen 4
-# (AVX-512) the next, and the same step took 1.65x longer on the first (results/NOTES.md, entry 31).
+# (AVX-512) the next, and the same steps took 1.3x-1.9x longer on the first (results/NOTES.md, entry 31).
 CPU_VECTOR_ISAS = (("avx512f", "AVX-512"), ("avx2", "AVX2"))
 
 

@@ -179,12 +179,15 @@ def test_linear_cost_compares_the_longest_context_with_the_shortest():
                           step_time("GPU", "transformer_plus_plus", 32768, 6.5e-3),
                           step_time("CPU", "flash", 512, 1.0), step_time("CPU", "flash", 8192, 2.0),
                           step_time("CPU", "flash", 2048, 1.0, size="other"),  # a 4x range, a 16x range
+                          step_time("VM", "flash", 64, 1.0, size="tiny"), step_time("VM", "flash", 256, 2.0, size="tiny"),
                           step_time("GPU", "flash", 512, 1e-4) | {"options": '{"chunk": 128}'}])  # not FLASH as registered
     claims = claims_table(runs, curves, empty_speedups(), times)
     gpu = row_of(claims, "linear time", "GPU")
     assert gpu["verdict"] == "reproduced" and "x0.96" in gpu["ours"] and "Transformer++ x3.82" in gpu["reason"]
     cpu = row_of(claims, "linear time", "CPU")
     assert cpu["verdict"] == "not reproduced" and "16x the context, 2.00x" in cpu["reason"]
+    # below the paper's shortest context (FLASH is one quadratic chunk there): no verdict for that platform
+    assert "VM" not in set(claims.loc[claims["claim"].str.contains("linear time"), "platform"])
 
 
 def test_readme_claims_table_is_the_committed_one():

@@ -8,7 +8,7 @@
 # fp32 at 8K reached 21.5 GiB of this 23 GiB machine in session 6 (it builds T x T scores per layer). The JAX rows
 # of session 5 (FLASH and Transformer++, causal 512 / 2K / 8K) are timed again too, so that no row of this folder
 # comes from another host: the device name now carries the CPU's vector extension (suite/provenance.py), as this
-# VM's "AMD EPYC" took 1.65x longer per step than session 5/6's host (results/NOTES.md, entry 31).
+# VM's "AMD EPYC" took 1.3x-1.9x longer per step than session 5/6's host (results/NOTES.md, entry 31).
 # Run with nothing else on the machine (2 cores). The commit and dirty flag are fixed at the start, from the tree
 # outside results/ (each call rewrites the tracked runs.csv, which would mark the later calls' runs dirty).
 set -euo pipefail
