@@ -697,7 +697,7 @@ def quality_per_step(runs: pd.DataFrame, curves: pd.DataFrame,
 
 STEP_TIME_COLUMNS = ["platform", "objective", "context", "size", "model", "options", "ms_per_token",
                      "step_ms", "tokens_per_step", "variant", "kind", "compile_mode", "precision", "backend",
-                     "torch_version", "jax_version", "git_commit", "timestamp", "n_runs"]
+                     "torch_version", "jax_version", "git_commit", "timestamp", "n_runs", "run_spread"]
 
 
 def platform_name(row: dict) -> str:
@@ -713,7 +713,8 @@ def platform_step_times(runs: pd.DataFrame) -> pd.DataFrame:
     they compute the same numbers): the configuration (variant, tokens per step) with the lowest median
     time per token over its runs of the newest commit that ran it (`newest_code`; runs may differ in tokens
     per step: a CPU times fewer).
-    STEP_TIME_COLUMNS say which configuration, with which software, and over how many runs."""
+    STEP_TIME_COLUMNS say which configuration, with which software, over how many runs, and how far apart those
+    runs lie (run_spread: the slowest run's time over the fastest's, 1.0 for one run; a shared host drifts)."""
     runs = prepare_runs(runs)
     ok = runs[(runs["status"] == "ok") & _num(runs, "step_ms_median").gt(0) & _num(runs, "tokens_per_step").gt(0)]
     if ok.empty:
@@ -733,7 +734,8 @@ def platform_step_times(runs: pd.DataFrame) -> pd.DataFrame:
             "ms_per_token": float(per.min()), "step_ms": float(per.min() * float(tps)), "tokens_per_step": float(tps),
             **{c: last.get(c, "") for c in ("variant", "kind", "compile_mode", "precision", "backend", "torch_version",
                                              "jax_version", "git_commit", "timestamp")},
-            "n_runs": int(len(mine))})
+            "n_runs": int(len(mine)),
+            "run_spread": float(mine["ms_per_token"].max() / mine["ms_per_token"].min())})
     return pd.DataFrame(rows, columns=STEP_TIME_COLUMNS)
 
 

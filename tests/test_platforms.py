@@ -151,7 +151,11 @@ def test_step_times_come_from_the_newest_commit_that_ran_a_configuration():
     new = [{**speed_row("GPU-N", "flash", ms), "git_commit": "bbbbbbb", "timestamp": f"2026-11-02T0{i}:00:00+00:00"}
            for i, ms in enumerate((56.0, 58.0))]
     runs = pd.DataFrame(old + new + [speed_row("GPU-N", "transformer_plus_plus", 40.0)])
-    assert platform_step_times(runs).set_index("model").loc["flash", "step_ms"] == pytest.approx(57.0)
+    times = platform_step_times(runs).set_index("model")
+    assert times.loc["flash", "step_ms"] == pytest.approx(57.0)
+    # how far apart the runs behind a median lie (the newest commit's two: 58 / 56), 1.0 for a single run
+    assert times.loc["flash", "run_spread"] == pytest.approx(58.0 / 56.0) and times.loc["flash", "n_runs"] == 2
+    assert times.loc["transformer_plus_plus", "run_spread"] == 1.0
     b = backend_table(runs).set_index("model")
     assert b.loc["flash", "step_ms"] == pytest.approx(57.0) and b.loc["flash", "n_runs"] == 2
     assert b.loc["transformer_plus_plus", "step_ms"] == 40.0  # no commit recorded: kept
