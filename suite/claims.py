@@ -264,7 +264,8 @@ def _linear_rows(times: pd.DataFrame, model: str = "flash") -> list[dict]:
                      "verdict": "reproduced" if growth < LINEAR_TOLERANCE else "not reproduced",
                      "reason": f"{span:.0f}x the context, {growth:.2f}x the time per token{contrast}", "n_pairs": 0})
     return rows or [{"claim": claim, "paper": paper, "platform": "-",
-                     "ours": "no step times over a 4x range of contexts from 512 on",
+                     "ours": f"no step times over a {LINEAR_MIN_RANGE}x range of contexts from "
+                             f"{context_label(LINEAR_MIN_CONTEXT)} on",
                      "verdict": "open", "reason": "no speed runs", "n_pairs": 0}]
 
 

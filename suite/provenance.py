@@ -33,9 +33,9 @@ def git_state() -> tuple[str, bool]:
         return os.environ.get("FLASH_REPRO_COMMIT", "unknown"), True
 
 
-# The widest x86 vector extension named in a CPU's name, as /proc/cpuinfo's flags call it (first match wins).
-# A virtual machine may report only "AMD EPYC": its host can be a Zen 3 (AVX2) one session and a Zen 4
-# (AVX-512) the next, and the same steps took 1.3x-1.9x longer on the first (results/NOTES.md, entry 31).
+# x86 vector extensions by /proc/cpuinfo's flag, widest first. A virtual machine may report only "AMD EPYC": its
+# host can be a Zen 3 (AVX2) one session and a Zen 4 (AVX-512) the next, and the same steps took 1.3x-1.9x longer
+# on the first (results/NOTES.md, entry 31).
 CPU_VECTOR_ISAS = (("avx512f", "AVX-512"), ("avx2", "AVX2"))
 
 
@@ -47,12 +47,13 @@ def cpu_vector_isa(flags: set[str]) -> str:
 def cpu_description(cpuinfo: str, cores: int | None, fallback: str) -> str:
     """A CPU's platform name from the text of /proc/cpuinfo: its model name (or `fallback`), the cores, and
     its widest vector extension: 'AMD EPYC (2 cores, AVX2)'."""
-    name = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")),
-                fallback)
-    flags = next((set(line.split(":", 1)[1].split()) for line in cpuinfo.splitlines() if line.startswith("flags")),
-                 set())
-    isa = cpu_vector_isa(flags)
-    return f"{name} ({cores} cores{', ' + isa if isa else ''})"
+    fields: dict[str, str] = {}  # the first processor's value of each field
+    for line in cpuinfo.splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            fields.setdefault(key.strip(), value.strip())
+    isa = cpu_vector_isa(set(fields.get("flags", "").split()))
+    return f"{fields.get('model name', fallback)} ({cores} cores{', ' + isa if isa else ''})"
 
 
 def device_name(device: str) -> str:
